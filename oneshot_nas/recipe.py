@@ -1,0 +1,77 @@
+"""Which convolutions each part of the network is made of, as plain data.
+
+The MXNet blocks (`blocks.py`) are built from these recipes and the analytic counters (`counting.py`)
+count them, so the two can never describe different networks. Widths are concrete integers: a
+recipe is asked for at one main-branch width `mid`.
+"""
+from dataclasses import dataclass
+
+from .space import se_channels
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A convolution, optionally followed by BatchNorm and an activation ('relu' or 'hard_swish')."""
+    c_in: int
+    c_out: int
+    kernel: int = 1
+    stride: int = 1
+    depthwise: bool = False
+    bn: bool = True
+    bias: bool = False
+    act: str = None
+
+    @property
+    def groups(self):
+        return self.c_in if self.depthwise else 1
+
+
+def main_branch(choice, position, mid):
+    """The main branch of block `choice` (a BlockChoice) at `position` with width `mid`.
+
+    SNB-k: 1x1 in->mid, BN, act; kxk depthwise (stride s), BN; 1x1 mid->out, BN, act.
+    SXB-k: three times [kxk depthwise, BN, 1x1, BN, act], the first depthwise at stride s, widths
+    in->mid->mid->out. SE (when the position has it) follows the branch; see `se_layers`.
+    """
+    c_in, c_out, s, k, act = position.main_in, position.main_out, position.stride, choice.kernel, position.act
+    if choice.family == "SNB":
+        return (ConvSpec(c_in, mid, act=act),
+                ConvSpec(mid, mid, k, s, depthwise=True),
+                ConvSpec(mid, c_out, act=act))
+    if choice.family == "SXB":
+        return (ConvSpec(c_in, c_in, k, s, depthwise=True),
+                ConvSpec(c_in, mid, act=act),
+                ConvSpec(mid, mid, k, 1, depthwise=True),
+                ConvSpec(mid, mid, act=act),
+                ConvSpec(mid, mid, k, 1, depthwise=True),
+                ConvSpec(mid, c_out, act=act))
+    raise ValueError(f"no recipe for block family {choice.family!r}")
+
+
+def projection_branch(choice, position):
+    """The stride-2 shortcut: kxk depthwise stride 2 (k of the block), BN, 1x1 in->in, BN, act."""
+    if position.stride == 1:
+        return ()
+    c = position.c_in
+    return (ConvSpec(c, c, choice.kernel, 2, depthwise=True),
+            ConvSpec(c, c, act=position.act))
+
+
+def se_layers(channels):
+    """SE on `channels`: global pool, 1x1 C->r with bias, ReLU, 1x1 r->C with bias, hard-sigmoid, scale."""
+    r = se_channels(channels)
+    return (ConvSpec(channels, r, bn=False, bias=True, act="relu"),
+            ConvSpec(r, channels, bn=False, bias=True, act="hard_sigmoid"))
+
+
+def stem(space):
+    """First conv: 3x3 stride 2, 3 -> first_conv, BN, activation."""
+    return ConvSpec(3, space.first_conv, 3, 2, act=space.stem_act)
+
+
+def head_conv(space):
+    """The last block's conv: before the pool with BN (original) or after it with a bias (MobileNetV3)."""
+    c_in = space.stage_channels[-1]
+    if space.last_block == "original":
+        return ConvSpec(c_in, space.last_conv, act=space.head_act)
+    return ConvSpec(c_in, space.last_conv, bn=False, bias=True, act=space.head_act)

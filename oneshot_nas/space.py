@@ -1,0 +1,410 @@
+"""The search space as data, and `Architecture`: one point in it.
+
+Nothing here imports MXNet: counting, sampling and search run on these values alone. The network
+semantics that every other module follows (supernet, subnet, counters, exporters) are derived from a
+`SearchSpace` through `Position`, so there is one definition of which block sits where, with which
+channels, stride, activation and SE.
+"""
+import json
+import numbers
+import re
+from dataclasses import dataclass, field, fields
+from fractions import Fraction
+from functools import cached_property
+from pathlib import Path
+
+from .errors import ArchitectureError, UserError
+
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"  # one character per gene id in the canonical string
+_NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
+LAST_BLOCKS = ("original", "mobilenetv3")
+
+
+def make_divisible(value, divisor=8):
+    """Round `value` to the nearest multiple of `divisor`, never below it and never below 90% of value."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def se_channels(channels):
+    """Width of the SE bottleneck for `channels` inputs: C/4 rounded to a multiple of 8."""
+    return make_divisible(channels / 4, 8)
+
+
+@dataclass(frozen=True)
+class BlockChoice:
+    """One candidate block: ShuffleNetV2 block 'SNB' or Xception-like block 'SXB', with its kernel."""
+    family: str
+    kernel: int
+
+    @property
+    def name(self):
+        return f"{self.family}-{self.kernel}"
+
+    @classmethod
+    def parse(cls, name):
+        match = re.fullmatch(r"(SNB|SXB)-([1-9][0-9]*)", str(name))
+        if not match or int(match.group(2)) % 2 == 0:
+            raise ArchitectureError(
+                f"unknown block choice {name!r}: use 'SNB-k' (ShuffleNetV2 block) or 'SXB-k' "
+                f"(Xception block) with an odd kernel k, e.g. SNB-3, SNB-5, SNB-7, SXB-3")
+        return cls(match.group(1), int(match.group(2)))
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where one searchable block sits: its channels, stride, spatial size, activation and SE."""
+    index: int
+    stage: int
+    c_in: int
+    c_out: int
+    stride: int
+    in_size: int
+    act: str
+    se: bool
+
+    @property
+    def out_size(self):
+        return conv_out_size(self.in_size, self.stride)
+
+    @property
+    def main_in(self):
+        """Channels entering the main branch: half of them at stride 1, all of them at stride 2."""
+        return self.c_out // 2 if self.stride == 1 else self.c_in
+
+    @property
+    def main_out(self):
+        """Channels leaving the main branch; the rest of the output is the identity/projection half."""
+        return self.c_out // 2 if self.stride == 1 else self.c_out - self.c_in
+
+
+def conv_out_size(size, stride):
+    """Output size of a 'same'-padded odd-kernel convolution: ceil(size / stride)."""
+    return (size - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Everything that defines a supernet. Presets: `get_space('oneshot' | 'oneshot+' | 'tiny')`."""
+    name: str
+    stage_repeats: tuple = (4, 4, 8, 4)
+    stage_channels: tuple = (64, 160, 320, 640)
+    first_conv: int = 16
+    last_conv: int = 1024
+    blocks: tuple = ("SNB-3", "SNB-5", "SNB-7", "SXB-3")
+    channel_scales: tuple = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
+    input_size: int = 224
+    num_classes: int = 1000
+    se: bool = False
+    last_block: str = "original"
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        for name in ("stage_repeats", "stage_channels", "blocks", "channel_scales"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self._validate()
+
+    def _validate(self):
+        def bad(msg):
+            raise ArchitectureError(f"search space {self.name!r}: {msg}")
+
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            bad("a space name uses lower-case letters, digits and '+.-' only (no '_', it separates "
+                "the parts of an architecture string)")
+        if len(self.stage_repeats) != len(self.stage_channels) or not self.stage_repeats:
+            bad(f"stage_repeats {self.stage_repeats} and stage_channels {self.stage_channels} "
+                "must be non-empty and of the same length")
+        ints = list(self.stage_repeats) + list(self.stage_channels) + [
+            self.first_conv, self.last_conv, self.input_size, self.num_classes]
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in ints):
+            bad("repeats, channels, input_size and num_classes must be positive integers")
+        for i, c in enumerate(self.stage_channels):
+            c_in = self.first_conv if i == 0 else self.stage_channels[i - 1]
+            if c <= c_in:
+                bad(f"stage {i + 1} has {c} output channels but {c_in} inputs: a stride-2 block "
+                    "concatenates its input projection with a main branch, so it must widen")
+            if c % 2:
+                bad(f"stage {i + 1} has an odd channel count {c}; stride-1 blocks split channels in half")
+        if not 1 <= len(self.blocks) <= len(_DIGITS):
+            bad(f"needs 1 to {len(_DIGITS)} block choices, got {len(self.blocks)}")
+        for b in self.blocks:
+            BlockChoice.parse(b)
+        if not 1 <= len(self.channel_scales) <= len(_DIGITS):
+            bad(f"needs 1 to {len(_DIGITS)} channel scales, got {len(self.channel_scales)}")
+        if any(not isinstance(s, (int, float)) or s <= 0 for s in self.channel_scales):
+            bad(f"channel scales must be positive numbers, got {self.channel_scales}")
+        if list(self.channel_scales) != sorted(set(self.channel_scales)):
+            bad(f"channel scales must be strictly increasing, got {self.channel_scales}")
+        if self.last_block not in LAST_BLOCKS:
+            bad(f"last_block {self.last_block!r} is unknown; choose one of {', '.join(LAST_BLOCKS)}")
+        if not 0 <= self.dropout < 1:
+            bad(f"dropout must be in [0, 1), got {self.dropout}")
+        narrowest = min(p.c_out for p in self.positions)
+        if mid_channels(narrowest, self.channel_scales[0]) < 1:
+            bad(f"the smallest scale {self.channel_scales[0]} leaves a block of {narrowest} output "
+                "channels with an empty main branch; widen the stages or raise the smallest scale")
+
+    # ----- derived structure -------------------------------------------------------------------
+    @cached_property
+    def positions(self):
+        """The searchable blocks in order, each with its fixed context."""
+        out, size, c_in, index = [], conv_out_size(self.input_size, 2), self.first_conv, 0
+        for stage, (repeats, c_out) in enumerate(zip(self.stage_repeats, self.stage_channels)):
+            act = self.stage_act(stage)
+            for r in range(repeats):
+                stride = 2 if r == 0 else 1
+                out.append(Position(index, stage, c_in, c_out, stride, size, act,
+                                    self.se and stage >= 2))
+                size, c_in, index = conv_out_size(size, stride), c_out, index + 1
+        return tuple(out)
+
+    def stage_act(self, stage):
+        """Stage 1 uses ReLU; later stages use hard-swish when the space has SE."""
+        return "hard_swish" if (self.se and stage > 0) else "relu"
+
+    @property
+    def stem_act(self):
+        return "hard_swish" if self.se else "relu"
+
+    @property
+    def head_act(self):
+        return "hard_swish" if self.se else "relu"
+
+    @property
+    def stem_size(self):
+        return conv_out_size(self.input_size, 2)
+
+    @property
+    def final_size(self):
+        return self.positions[-1].out_size
+
+    @property
+    def num_positions(self):
+        return sum(self.stage_repeats)
+
+    @property
+    def num_blocks(self):
+        return len(self.blocks)
+
+    @property
+    def num_scales(self):
+        return len(self.channel_scales)
+
+    @cached_property
+    def block_choices(self):
+        return tuple(BlockChoice.parse(b) for b in self.blocks)
+
+    @cached_property
+    def mid_table(self):
+        """mid_table[position][channel_id]: main-branch width at that position and scale."""
+        return tuple(tuple(mid_channels(p.c_out, s) for s in self.channel_scales)
+                     for p in self.positions)
+
+    def mid(self, position, channel_id):
+        return self.mid_table[position][channel_id]
+
+    def max_mid(self, position):
+        return self.mid_table[position][-1]
+
+    # ----- (de)serialisation -------------------------------------------------------------------
+    def to_dict(self):
+        return {f.name: (list(v) if isinstance(v, tuple) else v)
+                for f in fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls, data):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ArchitectureError(f"unknown search-space keys {unknown}; known keys: {sorted(known)}")
+        if "name" not in data:
+            raise ArchitectureError("a search-space definition needs a 'name'")
+        return cls(**data)
+
+    def derive(self, name, **changes):
+        """A new space from this one with some fields changed, under a new name."""
+        data = self.to_dict()
+        data.update(changes, name=name)
+        return SearchSpace.from_dict(data)
+
+
+def mid_channels(c_out, scale):
+    """The one rounding rule for a block's main-branch width: int(c_out // 2 * scale).
+
+    The scale is taken as the exact decimal it is written as (0.6 is 3/5, not 0.59999...), so the
+    result never depends on float rounding.
+    """
+    return int((c_out // 2) * Fraction(str(scale)))
+
+
+PRESETS = {
+    "oneshot": SearchSpace("oneshot"),
+    "oneshot+": SearchSpace("oneshot+", se=True, last_block="mobilenetv3", dropout=0.2),
+    "tiny": SearchSpace("tiny", stage_channels=(16, 32, 64, 128), first_conv=8, last_conv=256,
+                        input_size=32, num_classes=10, se=True, last_block="mobilenetv3",
+                        dropout=0.2),
+}
+
+
+def get_space(name):
+    """A preset search space by name; the error lists every valid name."""
+    if isinstance(name, SearchSpace):
+        return name
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ArchitectureError(
+            f"unknown search space {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One network of a space: a block id and a channel-scale id per position. Immutable, hashable.
+
+    Its canonical string (`str(arch)`) is filename-safe and names the net in logs, files and JSON:
+    ``oneshot+_B0031-1100-20211020-2132_C6535-2634-25754674-4543`` (stages separated by '-').
+    """
+    space: SearchSpace
+    blocks: tuple = field(default=())
+    channels: tuple = field(default=())
+
+    def __post_init__(self):
+        object.__setattr__(self, "space", get_space(self.space))
+        object.__setattr__(self, "blocks", _as_ids(self.blocks, "block"))
+        object.__setattr__(self, "channels", _as_ids(self.channels, "channel"))
+        space, n = self.space, self.space.num_positions
+        for kind, ids, limit, names in (
+                ("block", self.blocks, space.num_blocks,
+                 [f"{i}={b}" for i, b in enumerate(space.blocks)]),
+                ("channel", self.channels, space.num_scales,
+                 [f"{i}={s}" for i, s in enumerate(space.channel_scales)])):
+            if len(ids) != n:
+                raise ArchitectureError(
+                    f"an architecture of space {space.name!r} needs {n} {kind} ids (one per "
+                    f"position, stages {'/'.join(map(str, space.stage_repeats))}), got {len(ids)}")
+            for pos, i in enumerate(ids):
+                if not 0 <= i < limit:
+                    raise ArchitectureError(
+                        f"{kind} id {i} at position {pos} is out of range: space {space.name!r} "
+                        f"has {limit} {kind} choices ({', '.join(names)})")
+
+    @property
+    def mids(self):
+        """Main-branch width of every position."""
+        table = self.space.mid_table
+        return tuple(table[p][c] for p, c in enumerate(self.channels))
+
+    @property
+    def block_names(self):
+        return tuple(self.space.blocks[b] for b in self.blocks)
+
+    @property
+    def scales(self):
+        return tuple(self.space.channel_scales[c] for c in self.channels)
+
+    def __str__(self):
+        return self.to_str()
+
+    def to_str(self):
+        return f"{self.space.name}_B{self._genes(self.blocks)}_C{self._genes(self.channels)}"
+
+    def _genes(self, ids):
+        groups, start = [], 0
+        for repeats in self.space.stage_repeats:
+            groups.append("".join(_DIGITS[i] for i in ids[start:start + repeats]))
+            start += repeats
+        return "-".join(groups)
+
+    @classmethod
+    def from_str(cls, text, space=None):
+        """Parse a canonical string; `space` is needed only for a space that is not a preset."""
+        match = re.fullmatch(r"([^_\s]+)_B([0-9a-z\-]+)_C([0-9a-z\-]+)", str(text).strip())
+        if not match:
+            raise ArchitectureError(
+                f"{text!r} is not an architecture string; expected SPACE_B<block ids>_C<channel ids>"
+                ", e.g. oneshot_B0031-1100-20211020-2132_C6535-2634-25754674-4543")
+        name, block_genes, channel_genes = match.groups()
+        if space is None:
+            space = get_space(name)
+        elif space.name != name:
+            raise ArchitectureError(f"{text!r} belongs to space {name!r}, not {space.name!r}")
+        for genes in (block_genes, channel_genes):
+            lengths = tuple(len(g) for g in genes.split("-"))
+            if lengths != space.stage_repeats:
+                raise ArchitectureError(
+                    f"{text!r}: gene groups of lengths {lengths} do not match the stages "
+                    f"{space.stage_repeats} of space {space.name!r}")
+        return cls(space, [_DIGITS.index(ch) for ch in block_genes.replace("-", "")],
+                   [_DIGITS.index(ch) for ch in channel_genes.replace("-", "")])
+
+    def to_dict(self):
+        return {"arch": self.to_str(), "space": self.space.name, "blocks": list(self.blocks),
+                "channels": list(self.channels), "block_names": list(self.block_names),
+                "scales": list(self.scales), "space_config": self.space.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data):
+        if not isinstance(data, dict) or not {"space", "blocks", "channels"} <= set(data):
+            raise ArchitectureError(
+                "an architecture record needs the keys 'space', 'blocks' and 'channels'")
+        config = data.get("space_config")
+        space = SearchSpace.from_dict(config) if config else get_space(data["space"])
+        if space.name != data["space"]:
+            raise ArchitectureError(
+                f"the record names space {data['space']!r} but its space_config is {space.name!r}")
+        arch = cls(space, data["blocks"], data["channels"])
+        if "arch" in data and data["arch"] != arch.to_str():
+            raise ArchitectureError(
+                f"the record's 'arch' string {data['arch']!r} disagrees with its ids "
+                f"({arch.to_str()}); fix or delete one of them")
+        return arch
+
+    @classmethod
+    def largest(cls, space):
+        """Every position at block 0 and the widest scale (the supernet's 'max channels' path)."""
+        space = get_space(space)
+        n = space.num_positions
+        return cls(space, [0] * n, [space.num_scales - 1] * n)
+
+
+def _as_ids(values, kind):
+    try:
+        ids = tuple(values)
+    except TypeError:
+        raise ArchitectureError(f"{kind} ids must be a sequence of integers, got {values!r}") from None
+    for v in ids:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise ArchitectureError(f"{kind} ids must be integers, got {v!r} in {list(ids)}")
+    return tuple(int(v) for v in ids)
+
+
+# ----- architecture files (models/*.json) ---------------------------------------------------------
+def save_architecture(path, arch, record=None):
+    """Write `arch` as JSON, with an optional free-form `record` (accuracy, MACs, provenance)."""
+    data = arch.to_dict()
+    if record:
+        data["record"] = record
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def load_architecture(path, with_record=False):
+    """Read an architecture JSON written by `save_architecture` (or by hand: space, blocks, channels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"architecture file {path} does not exist; pass a models/*.json file "
+                        "written by search or training (e.g. models/oneshot-s+.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"architecture file {path} is not valid JSON ({err}); "
+                        "regenerate it or fix it by hand") from None
+    try:
+        arch = Architecture.from_dict(data)
+    except ArchitectureError as err:
+        raise ArchitectureError(f"{path}: {err}") from None
+    return (arch, data.get("record", {})) if with_record else arch

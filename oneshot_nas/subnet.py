@@ -1,0 +1,56 @@
+"""The fixed network of one Architecture, and copying its weights out of a supernet."""
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+from .blocks import ChoiceBlock, Head, Stem
+
+
+class SubNet(HybridBlock):
+    """A plain hybridizable network: stem, one ChoiceBlock per position at its own width, head."""
+
+    def __init__(self, arch, momentum=0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.arch = arch
+        space = arch.space
+        with self.name_scope():
+            self.stem = Stem(space, momentum, prefix="stem_")
+            self.features = nn.HybridSequential(prefix="features_")
+            with self.features.name_scope():
+                for p, b, mid in zip(space.positions, arch.blocks, arch.mids):
+                    self.features.add(ChoiceBlock(space.block_choices[b], p, mid, momentum,
+                                                  prefix=f"p{p.index}_"))
+            self.head = Head(space, momentum, prefix="head_")
+
+    def hybrid_forward(self, F, x):
+        return self.head(self.features(self.stem(x)))
+
+
+def extract_subnet(supernet, arch, ctx=None):
+    """A SubNet for `arch` holding copies of the supernet's weights for that path (on `ctx`)."""
+    net = SubNet(arch)
+    ctx = ctx or supernet.stem.collect_params().list_ctx()[0]
+    net.initialize(mx.init.Zero(), ctx=ctx)
+    pairs = [(supernet.stem, net.stem), (supernet.head, net.head)]
+    pairs += list(zip(supernet.path_blocks(arch), net.features))
+    for source, target in pairs:
+        copy_prefix_weights(source, target, ctx)
+    return net
+
+
+def copy_prefix_weights(source, target, ctx):
+    """Copy each parameter of block `source` into the same-role parameter of `target`, keeping the
+    leading channels along every axis (how elastic layers narrow)."""
+    src = list(source.collect_params().items())
+    dst = list(target.collect_params().items())
+    if len(src) != len(dst):
+        raise ValueError(f"{source.name} has {len(src)} parameters but {target.name} has {len(dst)}")
+    for (s_name, s), (d_name, d) in zip(src, dst):
+        if s_name[len(source.prefix):] != d_name[len(target.prefix):]:
+            raise ValueError(f"parameter order differs: {s_name} vs {d_name}")
+        if any(a < b for a, b in zip(s.shape, d.shape)) or len(s.shape) != len(d.shape):
+            raise ValueError(f"cannot take {d.shape} out of {s_name} of shape {s.shape}")
+        data = s.data(s.list_ctx()[0])
+        for axis, size in enumerate(d.shape):
+            if data.shape[axis] != size:   # slice_axis, not slice: oneDNN's slice crashes on
+                data = mx.nd.slice_axis(data, axis=axis, begin=0, end=size)  # blocked weights
+        d.set_data(data.as_in_context(ctx))
