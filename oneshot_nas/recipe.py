@@ -4,7 +4,7 @@ The MXNet blocks (`blocks.py`) are built from these recipes and the analytic cou
 count them, so the two can never describe different networks. Widths are concrete integers: a
 recipe is asked for at one main-branch width `mid`.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .space import se_channels
 
@@ -24,6 +24,11 @@ class ConvSpec:
     @property
     def groups(self):
         return self.c_in if self.depthwise else 1
+
+
+def fold_bn(spec):
+    """The BN-free twin of `spec`: BatchNorm folded into the conv, which gains a bias (merge_bn.py)."""
+    return replace(spec, bn=False, bias=True) if spec.bn else spec
 
 
 def main_branch(choice, position, mid):

@@ -6,20 +6,24 @@ from .blocks import ChoiceBlock, Head, Stem
 
 
 class SubNet(HybridBlock):
-    """A plain hybridizable network: stem, one ChoiceBlock per position at its own width, head."""
+    """A plain hybridizable network: stem, one ChoiceBlock per position at its own width, head.
 
-    def __init__(self, arch, momentum=0.9, **kwargs):
+    With `fold_bn` it has no BatchNorm: each conv that had one carries a bias instead (merge_bn.py
+    fills it with the folded statistics).
+    """
+
+    def __init__(self, arch, momentum=0.9, fold_bn=False, **kwargs):
         super().__init__(**kwargs)
-        self.arch = arch
+        self.arch, self.fold_bn = arch, fold_bn
         space = arch.space
         with self.name_scope():
-            self.stem = Stem(space, momentum, prefix="stem_")
+            self.stem = Stem(space, momentum, fold_bn, prefix="stem_")
             self.features = nn.HybridSequential(prefix="features_")
             with self.features.name_scope():
                 for p, b, mid in zip(space.positions, arch.blocks, arch.mids):
                     self.features.add(ChoiceBlock(space.block_choices[b], p, mid, momentum,
-                                                  prefix=f"p{p.index}_"))
-            self.head = Head(space, momentum, prefix="head_")
+                                                  fold_bn, prefix=f"p{p.index}_"))
+            self.head = Head(space, momentum, fold_bn, prefix="head_")
 
     def hybrid_forward(self, F, x):
         return self.head(self.features(self.stem(x)))
