@@ -97,6 +97,15 @@ def _float(attrs, key, default=None):
         return default
 
 
+def mxnet_reason(err):
+    """The informative line of an MXNetError (its text starts with a C++ traceback header)."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if not line.startswith(("Traceback", "File ", "[bt]", "Stack trace")):
+            return re.sub(r"^MXNetError:\s*", "", line)
+    return type(err).__name__
+
+
 def _chw(shape):
     """(C, H, W) of an (N, C, ...) shape; trailing axes collapse into H (W = 1 past 4-D)."""
     if len(shape) == 4:
@@ -108,18 +117,18 @@ def _chw(shape):
 class _Graph:
     """Nodes, inferred shapes and consumers of one symbol."""
 
-    def __init__(self, sym, shapes):
+    def __init__(self, sym, input_shapes, known_shapes):
         self.nodes = json.loads(sym.tojson())["nodes"]
         internals = sym.get_internals()
         try:
-            arg_shapes, out_shapes, aux_shapes = internals.infer_shape(**shapes)
+            arg_shapes, out_shapes, aux_shapes = internals.infer_shape(**input_shapes, **known_shapes)
         except mx.base.MXNetError as err:
-            first = str(err).strip().splitlines()[0]
-            raise UserError(f"MXNet cannot infer the shapes of this graph at input {shapes} "
-                            f"({first}); check --input-size and that the parameters belong to "
-                            "this symbol") from None
+            raise UserError(f"MXNet cannot infer the shapes of this graph at input {input_shapes} "
+                            f"({mxnet_reason(err)}); check --input-size and that the parameters "
+                            "belong to this symbol") from None
         if out_shapes is None:
-            raise UserError(f"the shapes of this graph are not determined by the inputs {shapes}; "
+            raise UserError(f"the shapes of this graph are not determined by the inputs "
+                            f"{input_shapes}; "
                             "is the input name right (exported Gluon models call it 'data')?")
         self.shape_of = dict(zip(internals.list_outputs(), out_shapes))
         self.shape_of.update(zip(internals.list_arguments(), arg_shapes))
@@ -301,6 +310,17 @@ def _node_ops(graph, nid, fused, folded_bns, conv_gets_bn):
     return None
 
 
+def _label(node):
+    """How an uncounted node is reported: its op, with the variant for multi-purpose ops."""
+    attrs = _attrs(node)
+    for key in ("act_type", "pool_type"):
+        if key in attrs and node["op"] in ("Activation", "LeakyReLU", "Pooling"):
+            return f"{node['op']}({attrs[key]})"
+    if node["op"] == "BatchNorm":
+        return f"BatchNorm(axis={attrs.get('axis')})"
+    return node["op"]
+
+
 # ----- block names ---------------------------------------------------------------------------------
 _OUR_BLOCK = re.compile(r"(?:features_)?(p\d+|stem|head)(?:_|$)")
 
@@ -334,8 +354,7 @@ def block_name(name, prefix=""):
 def profile_symbol(sym, input_shapes, known_shapes=None, source=""):
     """Profile `sym` with its inputs at `input_shapes` ({'data': (1, 3, H, W)}); counts are per
     image, so the batch axis should be 1. `known_shapes` adds more shapes (e.g. of saved params)."""
-    shapes = dict(input_shapes, **(known_shapes or {}))
-    graph = _Graph(sym, shapes)
+    graph = _Graph(sym, input_shapes, known_shapes or {})
     nodes = graph.nodes
     fused = _fusions(graph)
     skipped = {m for head, (_, members) in fused.items() for m in members if m != head}
@@ -357,7 +376,7 @@ def profile_symbol(sym, input_shapes, known_shapes=None, source=""):
         node_block[nid] = block
         more = _node_ops(graph, nid, fused, folded_bns, conv_gets_bn)
         if more is None:
-            unsupported[node["op"]] += 1
+            unsupported[_label(node)] += 1
             continue
         ops += more
         blocks += [block] * len(more)
@@ -406,9 +425,8 @@ def profile_symbol_file(path, input_size=224, input_channels=3, data_name=None):
     try:
         sym = mx.sym.load(str(path))
     except (mx.base.MXNetError, ValueError, UnicodeDecodeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path} is not a valid MXNet symbol file ({first}); re-export it with "
-                        "HybridBlock.export") from None
+        raise UserError(f"{path} is not a valid MXNet symbol file ({mxnet_reason(err)}); "
+                        "re-export it with HybridBlock.export") from None
     params_path = _params_file(path)
     known = {}
     if params_path is None:

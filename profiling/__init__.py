@@ -1,0 +1,1 @@
+"""Entry points for profiling: score.py (MicroNet profile and score), latency_table.py."""

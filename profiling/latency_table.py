@@ -1,0 +1,133 @@
+"""Measure a latency table on this device, and check how well it predicts whole networks.
+
+    python profiling/latency_table.py --space oneshot+ --batch-size 1            # measure and save
+    python profiling/latency_table.py --space oneshot+ --report 20               # + prediction error
+    python profiling/latency_table.py --space oneshot+ --gpus 0 --repeats 50     # on GPU 0
+
+Each (position, block, width) of the space, the stem and the head are timed alone (hybridized,
+warm-up, median of --repeats); positions with the same context share one measurement. The table is
+saved as JSON (format oneshot-nas-latency-v1) to --out, by default
+~/.cache/oneshot-nas/latency/<space_key>-<device>-bs<N>.json, where the search finds it with
+--latency-table. --report N times N random architectures end to end with the same protocol and
+prints the prediction error (mean and max absolute %), measuring the table first if needed.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from anywhere without install
+
+from oneshot_nas.cli import run, setup_logging  # noqa: E402
+from oneshot_nas.errors import UserError  # noqa: E402
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python profiling/latency_table.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default="oneshot+",
+                        help="a preset (oneshot, oneshot+, tiny) or a JSON file with a "
+                             "'space_config' (an architecture or model .json)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--gpus", default="", help="GPU ids, e.g. 0 or 0,1 (one table per GPU); "
+                                                   "default: the CPU")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per part (median)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed runs before timing")
+    parser.add_argument("--out", help="where to save the table (default: the cache, see above)")
+    parser.add_argument("--report", type=int, default=0, metavar="N",
+                        help="also time N random architectures end to end and print the error")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="with --report: measure the table again even if it is saved")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the report's architectures")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0 or args.report < 0:
+        raise UserError("--batch-size and --repeats must be >= 1, --warmup and --report >= 0")
+    return args
+
+
+def load_space(value):
+    from oneshot_nas.space import SearchSpace, get_space
+    if not value.endswith(".json"):
+        return get_space(value)
+    path = Path(value)
+    if not path.is_file():
+        raise UserError(f"--space {value}: no such file (give a preset name or a JSON file with a "
+                        "'space_config')")
+    try:
+        data = json.loads(path.read_text())
+        return SearchSpace.from_dict(data["space_config"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise UserError(f"--space {value}: not a JSON file with a 'space_config' "
+                        f"({type(err).__name__}: {err})") from None
+
+
+def contexts(gpus):
+    import mxnet as mx
+    if not gpus:
+        return [mx.cpu()]
+    try:
+        ids = [int(g) for g in gpus.split(",") if g.strip()]
+    except ValueError:
+        raise UserError(f"--gpus takes GPU ids like 0 or 0,1, got {gpus!r}") from None
+    available = mx.context.num_gpus()
+    missing = [i for i in ids if i >= available]
+    if missing:
+        raise UserError(f"--gpus {gpus}: this machine has {available} GPU(s) visible to MXNet")
+    return [mx.gpu(i) for i in ids]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_logging()
+    import numpy as np
+    from oneshot_nas.latency import (LatencyTable, default_path, device_name, error_summary,
+                                     prediction_report)
+    from oneshot_nas.sampling import UniformSampler
+    from oneshot_nas.space import Architecture
+    space = load_space(args.space)
+    ctxs = contexts(args.gpus)
+    if args.out and len(ctxs) > 1:
+        raise UserError("--out names one file; with several --gpus, leave it out (one table each)")
+    results = []
+    for ctx in ctxs:
+        path = Path(args.out or default_path(space, device_name(ctx), args.batch_size))
+        if args.report and path.is_file() and not args.remeasure:
+            table = LatencyTable.load(path, space)
+            if table.device != device_name(ctx) or table.batch_size != args.batch_size:
+                raise UserError(f"{path} was measured on {table.device} at batch {table.batch_size}, "
+                                f"not {device_name(ctx)} at batch {args.batch_size}; pass "
+                                "--remeasure or another --out")
+            print(f"using the latency table {path}")
+        else:
+            table = LatencyTable.measure(space, ctx, args.batch_size, args.repeats,
+                                         progress=not args.no_progress, warmup=args.warmup)
+            table.save(path)
+            print(f"saved the latency table of {space.name} on {table.device}, batch "
+                  f"{table.batch_size}, to {path}")
+        widest = Architecture.largest(space)
+        narrowest = Architecture(space, widest.blocks, [0] * space.num_positions)
+        print(f"  stem {table.stem_ms:.3f} ms, head {table.head_ms:.3f} ms, blocks "
+              f"{table.blocks_ms.min():.3f}..{table.blocks_ms.max():.3f} ms; predicted: widest "
+              f"net {table.predict_ms(widest):.2f} ms, narrowest {table.predict_ms(narrowest):.2f} ms")
+        result = {"device": table.device, "path": str(path)}
+        if args.report:
+            rng = np.random.default_rng(args.seed)
+            sampler = UniformSampler(space)
+            archs = [sampler(rng) for _ in range(args.report)]
+            rows = prediction_report(table, archs, ctx, args.repeats, args.warmup,
+                                     progress=not args.no_progress)
+            print(f"{'architecture':64s} {'predicted':>10s} {'measured':>10s} {'error':>8s}")
+            for r in rows:
+                print(f"{r['arch']:64s} {r['predicted_ms']:8.3f}ms {r['measured_ms']:8.3f}ms "
+                      f"{r['error_pct']:+7.2f}%")
+            mean, worst = error_summary(rows)
+            print(f"prediction error over {len(rows)} architectures on {table.device}, batch "
+                  f"{table.batch_size}: mean {mean:.2f}%, max {worst:.2f}% (absolute)")
+            result.update(rows=rows, mean_abs_pct=mean, max_abs_pct=worst)
+        results.append(result)
+    return results
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,147 @@
+"""profiling/score.py driven in-process: the numbers it prints and writes, and its error messages."""
+import csv
+import io
+import json
+
+import mxnet as mx
+import pytest
+
+from oneshot_nas.cli import run
+from oneshot_nas.counting import Counts, count_ops, micronet_score
+from oneshot_nas.modelfile import save_model
+from oneshot_nas.space import Architecture, get_space, load_architecture, save_architecture
+from oneshot_nas.subnet import SubNet
+from oneshot_nas.supernet import SuperNet
+from profiling import score
+from tests.conftest import ROOT
+from tests.test_space import random_arch
+
+
+def _json(argv, tmp_path):
+    out = tmp_path / "profile.json"
+    score.main(argv + ["--format", "json", "--out", str(out)])
+    return json.loads(out.read_text())
+
+
+def _check(report, arch, counts=None):
+    counts = counts or Counts.of(count_ops(arch))
+    assert report["arch"] == str(arch)
+    assert report["totals"] == counts.as_dict()
+    assert [s["precision"] for s in report["scores"]] == ["fp32", "fp16", "int8"]
+    for s in report["scores"]:
+        assert s["score"] == pytest.approx(micronet_score(counts, s["bits"]), rel=1e-12)
+    summed = Counts()
+    for b in report["blocks"]:
+        summed += Counts(*(b[f] for f in Counts.__dataclass_fields__))
+    assert summed == counts
+
+
+@pytest.mark.parametrize("name", ["oneshot", "oneshot+", "oneshot-s+"])
+def test_shipped_models(name, tmp_path):
+    path = ROOT / "models" / f"{name}.json"
+    report = _json([str(path)], tmp_path)
+    arch = load_architecture(path)
+    _check(report, arch)
+    assert report["kind"] == "architecture" and report["input_shape"] == [3, 224, 224]
+    assert [b["block"] for b in report["blocks"]] == ["stem"] + [f"p{i}" for i in range(20)] + ["head"]
+    assert report["blocks"][1]["detail"].startswith(arch.block_names[0])
+
+
+def test_markdown_states_units_totals_and_scores(capsys):
+    path = ROOT / "models" / "oneshot-s+.json"
+    score.main([str(path)])
+    text = capsys.readouterr().out
+    counts = Counts.of(count_ops(load_architecture(path)))
+    assert "FLOPs = mults + adds" in text and "MACs" in text
+    assert f"| MACs (papers' 'FLOPs') | {counts.macs} |" in text
+    assert f"| FLOPs = mults + adds (MicroNet) | {counts.flops} |" in text
+    for bits, name in ((32, "fp32"), (16, "fp16"), (8, "int8")):
+        assert f"| {name} |" in text and f"{micronet_score(counts, bits):.4f} |" in text
+
+
+def test_per_op_csv_on_tiny(tmp_path, capsys, rng):
+    arch = random_arch("tiny", rng)
+    path = save_architecture(tmp_path / "a.json", arch)
+    score.main([str(path), "--per-op", "--format", "csv"])
+    table, metrics = capsys.readouterr().out.split("\n\n")
+    rows = list(csv.DictReader(io.StringIO(table)))
+    ops = count_ops(arch)
+    assert len(rows) == len(ops)
+    for row, op in zip(rows, ops):
+        assert (row["kind"], int(row["params"]), int(row["mults"]), int(row["adds"])) == \
+            (op.kind, op.params, op.mults, op.adds)
+        assert row["quantizable"] == ("yes" if op.quantizable else "no")
+    values = dict(csv.reader(io.StringIO(metrics)))
+    assert int(values["flops"]) == Counts.of(ops).flops
+    assert float(values["score_int8"]) == pytest.approx(micronet_score(Counts.of(ops), 8), abs=1e-6)
+
+
+def test_saved_model_reads_its_architecture_and_checks_its_parameters(tmp_path, rng):
+    arch = random_arch("tiny", rng)
+    net = SubNet(arch)
+    net.initialize()
+    model = save_model(net, tmp_path / "m.params")
+    report = _json([str(model), "--per-op"], tmp_path)
+    _check(report, arch)
+    assert report["kind"] == "model" and len(report["ops"]) == len(count_ops(arch))
+    # at another input size: the same network in a space derived at that size
+    resized = Architecture(get_space("tiny").derive("tiny", input_size=64), arch.blocks, arch.channels)
+    _check(_json([str(model), "--input-size", "64"], tmp_path), arch,
+           Counts.of(count_ops(resized)))
+    # no NAME.json beside it: the message says how to pass --arch, and --arch works
+    (tmp_path / "m.json").rename(tmp_path / "arch.json")
+    with pytest.raises(score.UserError, match="--arch"):
+        score.main([str(model)])
+    _check(_json([str(model), "--arch", str(tmp_path / "arch.json")], tmp_path), arch)
+    # an architecture the parameters do not fit
+    other = Architecture("tiny", arch.blocks, [(c + 1) % 10 for c in arch.channels])
+    save_architecture(tmp_path / "other.json", other)
+    with pytest.raises(score.UserError, match="does not fit"):
+        score.main([str(model), "--arch", str(tmp_path / "other.json")])
+
+
+def test_supernet_model_needs_a_path(tmp_path, rng):
+    net = SuperNet("tiny")
+    net.initialize()
+    model = save_model(net, tmp_path / "super.params")
+    with pytest.raises(score.UserError, match="holds a supernet"):
+        score.main([str(model)])
+    arch = random_arch("tiny", rng)
+    save_architecture(tmp_path / "path.json", arch)
+    _check(_json([str(model), "--arch", str(tmp_path / "path.json")], tmp_path), arch)
+
+
+def test_exported_symbol(tmp_path, rng):
+    arch = random_arch("tiny", rng)
+    net = SubNet(arch)
+    net.initialize()
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    net.export(str(tmp_path / "net"))
+    for target in ("net-symbol.json", "net-0000.params"):
+        report = _json([str(tmp_path / target), "--input-size", "32"], tmp_path)
+        assert report["kind"] == "symbol" and report["arch"] is None
+        assert report["totals"] == Counts.of(count_ops(arch)).as_dict()
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda d: d / "missing.json", "does not exist"),
+    (lambda d: (d / "bad.json").write_text("{oops") and d / "bad.json", "not valid JSON"),
+    (lambda d: (d / "x.txt").write_text("x") and d / "x.txt", "unknown kind of file"),
+    (lambda d: (d / "w.params").write_bytes(b"junk") and d / "w.params", "--arch"),
+    (lambda d: (d / "n-symbol.json").write_text("[]") and d / "n-symbol.json", "not a valid MXNet symbol"),
+])
+def test_bad_input_is_one_clear_line(setup, message, tmp_path, capsys):
+    target = setup(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        run(score.main, [str(target)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_damaged_params_file_with_arch(tmp_path):
+    path = save_architecture(tmp_path / "a.json", Architecture.largest("tiny"))
+    (tmp_path / "w.params").write_bytes(b"junk")
+    with pytest.raises(score.UserError, match="damaged"):
+        score.main([str(tmp_path / "w.params"), "--arch", str(path)])
