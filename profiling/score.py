@@ -114,10 +114,18 @@ def block_details(arch):
 
 
 def _short_names(names):
-    """Op names without the prefix they all share (e.g. 'subnet0_') and Gluon's '_fwd' suffix."""
+    """Op names without the prefix they all share (e.g. 'subnet0_'), Gluon's '_fwd' suffix and our
+    layers' class names: subnet0_features_p3_main_convunit1_elasticbatchnorm0_batchnorm0 reads
+    p3_main_unit1_batchnorm0."""
     from oneshot_nas.profile import common_prefix
     prefix = common_prefix(list(names))
-    return [re.sub(r"_fwd$", "", n[len(prefix):]) for n in names]
+    short = []
+    for name in names:
+        name = re.sub(r"_fwd$", "", name[len(prefix):])
+        name = re.sub(r"^features_(p\d+_)", r"\1", name)
+        name = re.sub(r"convunit(\d+)_(elasticconv2d0_|elasticbatchnorm0_)?", r"unit\1_", name)
+        short.append(name)
+    return short
 
 
 def build_report(profile, target, description, bits=(32, 16, 8), per_op=False):
@@ -178,6 +186,8 @@ def _block_rows(report):
     header = ["block", "detail", "ops", "params", "mults", "adds", "MFLOPs", "MMACs", "paper params"]
     rows = [[b["block"], b["detail"], b["ops"], b["params"], b["mults"], b["adds"], _m(b["flops"]),
              _m(b["macs"]), b["paper_params"]] for b in report["blocks"]]
+    if not any(b["detail"] for b in report["blocks"]):       # foreign networks: nothing to say
+        header, rows = header[:1] + header[2:], [r[:1] + r[2:] for r in rows]
     return header, rows
 
 
@@ -200,8 +210,11 @@ def _score_rows(report):
 
 
 def _md_table(header, rows):
+    """A markdown table; counts get thousands separators (CSV and JSON keep plain numbers)."""
+    def cell(v):
+        return f"{v:,}" if isinstance(v, int) and abs(v) >= 10_000 else str(v)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -192,10 +192,11 @@ def test_unsupported_op_is_reported_by_name_and_counted_zero(caplog):
     data = mx.sym.var("data")
     x = mx.sym.Convolution(data, kernel=(1, 1), num_filter=4, no_bias=True, name="c")
     x = mx.sym.tanh(mx.sym.tanh(x, name="t1"), name="t2")
+    x = mx.sym.Activation(x, act_type="softrelu", name="sr")
     x = mx.sym.softmax(mx.sym.flatten(x), name="sm")
     with caplog.at_level(logging.WARNING):
         profile = profile_symbol(x, {"data": (1, 2, 3, 3)})
-    assert profile.unsupported == {"tanh": 2, "softmax": 1}
+    assert profile.unsupported == {"tanh": 2, "softmax": 1, "Activation(softrelu)": 1}
     assert "tanh x2" in caplog.text and "softmax x1" in caplog.text and "ZERO" in caplog.text
     assert [op.name for op in profile.ops] == ["c"] and profile.counts.mults == 36 * 2
 

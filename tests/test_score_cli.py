@@ -53,8 +53,8 @@ def test_markdown_states_units_totals_and_scores(capsys):
     text = capsys.readouterr().out
     counts = Counts.of(count_ops(load_architecture(path)))
     assert "FLOPs = mults + adds" in text and "MACs" in text
-    assert f"| MACs (papers' 'FLOPs') | {counts.macs} |" in text
-    assert f"| FLOPs = mults + adds (MicroNet) | {counts.flops} |" in text
+    assert f"| MACs (papers' 'FLOPs') | {counts.macs:,} |" in text
+    assert f"| FLOPs = mults + adds (MicroNet) | {counts.flops:,} |" in text
     for bits, name in ((32, "fp32"), (16, "fp16"), (8, "int8")):
         assert f"| {name} |" in text and f"{micronet_score(counts, bits):.4f} |" in text
 
