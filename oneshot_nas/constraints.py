@@ -155,10 +155,10 @@ class Constraints:
             seen[k] = v
             if hi is not None and v > hi:
                 violation += (v - hi) / max(abs(hi), 1e-12)
-                reasons.append(f"{k} <= {_num(hi)}")
+                reasons.append(f"{k} <= {_num(hi, k)}")
             elif lo is not None and v < lo:
                 violation += (lo - v) / max(abs(lo), 1e-12)
-                reasons.append(f"{k} >= {_num(lo)}")
+                reasons.append(f"{k} >= {_num(lo, k)}")
         return Verdict(not reasons, seen, violation, tuple(reasons))
 
     def check_feasible(self, choices):
@@ -167,17 +167,18 @@ class Constraints:
             smallest, largest = self.costs.extremes(k, choices)
             if (hi is not None and hi < smallest) or (lo is not None and lo > largest):
                 raise UserError(f"no architecture of space {self.costs.space.name!r} (with the genes "
-                                f"left free) has {k} in [{_num(lo)}, {_num(hi)}]: they range from "
-                                f"{_num(smallest)} to {_num(largest)}; widen the budget")
+                                f"left free) has {k} in [{_num(lo, k)}, {_num(hi, k)}]: they range from "
+                                f"{_num(smallest, k)} to {_num(largest, k)}; widen the budget")
 
     def describe(self):
-        return " and ".join(f"{k} in [{_num(lo)}, {_num(hi)}]" for _, k, lo, hi in self._index) or "none"
+        return " and ".join(f"{k} in [{_num(lo, k)}, {_num(hi, k)}]" for _, k, lo, hi in self._index) or "none"
 
 
-def _num(v):
+def _num(v, metric="score"):
+    """A limit or value for messages: counts in millions, scores and milliseconds as they are."""
     if v is None:
         return "any"
-    return f"{v / 1e6:.2f}M" if abs(v) >= 1e4 else f"{v:.4g}"
+    return f"{v / 1e6:.4g}M" if metric in ("macs", "params") else f"{v:.4g}"
 
 
 # ----- objectives ---------------------------------------------------------------------------------
@@ -225,5 +226,5 @@ class Objective:
     def describe(self):
         if self.kind == "acc":
             return "top-1 accuracy"
-        return (f"accuracy - {self.weight:g} x ({self.metric} - {_num(self.lo)}) / "
-                f"({_num(self.hi)} - {_num(self.lo)})")
+        lo, hi = _num(self.lo, self.metric), _num(self.hi, self.metric)
+        return f"accuracy - {self.weight:g} x ({self.metric} - {lo}) / ({hi} - {lo})"

@@ -33,6 +33,13 @@ FLOAT_CACHE_BYTES = 1 << 30  # slices up to 1 GiB (as float32) are kept normalis
 
 
 # ----- the fixed slices of data -------------------------------------------------------------------
+@dataclass
+class SearchData:
+    calibration: "ImageSlice"
+    split: "ImageSlice"
+    source: str                 # 'train' (held out of the training set) or 'val'
+
+
 class ImageSlice:
     """Images decoded once: uint8 (N, 3, S, S) plus labels, served as normalised float32 batches.
 
@@ -99,43 +106,37 @@ def _progress(items, enabled, desc):
     return tqdm(items, desc=desc, leave=False)
 
 
-def holdout_keys(keys, count, seed=HOLDOUT_SEED):
-    """(held out, rest): a fixed pseudo-random subset of `count` record keys and the others, both
-    in file order. Random, not the last `count`, because a class-sorted file would otherwise hold
-    out a few classes only; fixed, so that every search of a dataset uses the same split."""
-    keys = np.asarray(keys)
-    order = np.random.default_rng(seed).permutation(len(keys))
-    held = np.zeros(len(keys), dtype=bool)
-    held[order[:count]] = True
-    return keys[held].tolist(), keys[~held].tolist()
+@dataclass(frozen=True)
+class SplitPlan:
+    """Which records rank candidates (`split_keys`, of the training file unless `source` is 'val')
+    and which recalibrate BN (`calibration_keys`, always training records, never in the split)."""
+    split_keys: tuple
+    calibration_keys: tuple
+    source: str
 
 
-@dataclass
-class SearchData:
-    calibration: ImageSlice
-    split: ImageSlice
-    source: str                 # 'train' (held out of the training set) or 'val'
+def plan_search_split(dataset, update_bn_images=None, search_val_images=None, search_on_val=False,
+                      seed=HOLDOUT_SEED):
+    """Choose the search split and the BN calibration slice (no decoding; bad counts fail here).
 
-
-def prepare_search_data(dataset, input_size, update_bn_images=None, search_val_images=None,
-                        search_on_val=False, progress=False):
-    """Decode the BN calibration slice and the search split once.
-
-    Defaults: the search split is min(10,000, 1/5 of the training set) training images held out
-    (`holdout_keys`); BN statistics come from min(20,000, all the rest) other training images,
-    never from the split. With `search_on_val` the split is the first `search_val_images`
-    validation images (all by default), which makes the final validation figure optimistic.
+    Defaults: the split is min(10,000, 1/5 of the training set) training images held out; BN
+    statistics come from min(20,000, all the rest) other training images. Both are drawn by one
+    fixed permutation of the training records (the same for every search of a dataset), not taken
+    from the end of the file: a class-sorted file would otherwise give a few classes only. With
+    `search_on_val` the split is the first `search_val_images` validation images (all by default),
+    which makes the final validation figure optimistic.
     """
     train_keys = dataset.train.keys()
+    order = [train_keys[i] for i in np.random.default_rng(seed).permutation(len(train_keys))]
     if search_on_val:
         log.warning("--search-on-val: candidates are ranked on the validation set, so the validation "
                     "accuracy of the winner is no longer an unbiased estimate; report it as such")
         val_keys = dataset.val.keys()
-        split_keys = val_keys[:search_val_images] if search_val_images is not None else val_keys
-        if not split_keys:
+        split = val_keys[:search_val_images] if search_val_images is not None else val_keys
+        if not split:
             raise UserError(f"the search split is empty: {dataset.val.rec} holds {len(val_keys)} images "
                             f"and --search-val-images is {search_val_images}")
-        rest = train_keys
+        rest = order
     else:
         count = min(10000, len(train_keys) // 5) if search_val_images is None else search_val_images
         if count <= 0:
@@ -144,18 +145,30 @@ def prepare_search_data(dataset, input_size, update_bn_images=None, search_val_i
         if count >= len(train_keys):
             raise UserError(f"--search-val-images {count} takes all {len(train_keys)} training images "
                             "and leaves none for BN recalibration; use fewer")
-        split_keys, rest = holdout_keys(train_keys, count)
-    calib = min(20000, len(rest)) if update_bn_images is None else min(update_bn_images, len(rest))
+        split, rest = order[:count], order[count:]
+    calib = min(20000 if update_bn_images is None else update_bn_images, len(rest))
     if calib <= 0:
         raise UserError(f"--update-bn-images {update_bn_images}: BN recalibration needs at least one image")
-    calib_keys = rest[:calib]
-    records = dataset.val if search_on_val else dataset.train
-    split = ImageSlice(*decode_images(dataset, records, split_keys, input_size, progress), keys=split_keys)
-    calibration = ImageSlice(*decode_images(dataset, dataset.train, calib_keys, input_size, progress),
-                             keys=calib_keys)
+    return SplitPlan(tuple(sorted(split)), tuple(sorted(rest[:calib])), "val" if search_on_val else "train")
+
+
+def load_search_data(dataset, plan, input_size, progress=False):
+    """Decode the two slices of `plan` once (see ImageSlice)."""
+    records = dataset.val if plan.source == "val" else dataset.train
+    split = ImageSlice(*decode_images(dataset, records, plan.split_keys, input_size, progress),
+                       keys=plan.split_keys)
+    calibration = ImageSlice(*decode_images(dataset, dataset.train, plan.calibration_keys, input_size,
+                                            progress), keys=plan.calibration_keys)
     log.info("search split: %d %s images; BN recalibration: %d training images (decoded once)",
-             len(split), "validation" if search_on_val else "held-out training", len(calibration))
-    return SearchData(calibration, split, "val" if search_on_val else "train")
+             len(split), "validation" if plan.source == "val" else "held-out training", len(calibration))
+    return SearchData(calibration, split, plan.source)
+
+
+def prepare_search_data(dataset, input_size, update_bn_images=None, search_val_images=None,
+                        search_on_val=False, progress=False):
+    """plan_search_split, then load_search_data."""
+    plan = plan_search_split(dataset, update_bn_images, search_val_images, search_on_val)
+    return load_search_data(dataset, plan, input_size, progress)
 
 
 # ----- one path as a static graph -----------------------------------------------------------------

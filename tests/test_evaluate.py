@@ -11,7 +11,8 @@ from oneshot_nas.counting import Counts, count_ops
 from oneshot_nas.data import embedded_digits, load_slice
 from oneshot_nas.errors import UserError
 from oneshot_nas.evaluate import (CandidateEvaluator, ImageSlice, PathGraph, SupernetScorer,
-                                  Workers, decode_images, holdout_keys, prepare_search_data)
+                                  Workers, decode_images, plan_search_split,
+                                  prepare_search_data)
 from oneshot_nas.sampling import arch_genes
 from oneshot_nas.space import get_space
 from oneshot_nas.subnet import extract_subnet
@@ -105,10 +106,12 @@ def test_search_split_is_held_out_of_the_training_set(digits, caplog):
     assert not set(data.split.keys) & set(data.calibration.keys)
     train = set(digits.train.keys())
     assert set(data.split.keys) <= train and set(data.calibration.keys) <= train
-    # a fixed split: the same for every search; and spread over the file, not its tail
-    assert holdout_keys(list(range(1000)), 50) == holdout_keys(list(range(1000)), 50)
-    held, rest = holdout_keys(list(range(1000)), 50)
-    assert min(held) < 200 and max(held) > 800 and sorted(held + rest) == list(range(1000))
+    # a fixed split, the same for every search, spread over the whole file (not its tail)
+    plan = plan_search_split(digits, 300, 50)
+    assert plan == plan_search_split(digits, 300, 50) and plan.split_keys == data.split.keys
+    keys = digits.train.keys()
+    for part in (plan.split_keys, plan.calibration_keys):
+        assert min(part) < keys[len(keys) // 5] and max(part) > keys[-len(keys) // 5]
     # defaults: a fifth of the training images for the split, all the others for BN
     full = prepare_search_data(digits, 32)
     assert len(full.split) == len(train) // 5 and len(full.split) + len(full.calibration) == len(train)

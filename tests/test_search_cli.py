@@ -1,0 +1,142 @@
+"""search_supernet.py driven in-process on the tiny space: outputs, resume, constraints, bad input."""
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import search_supernet
+from oneshot_nas.cli import run
+from oneshot_nas.counting import Counts, count_ops
+from oneshot_nas.errors import UserError
+from oneshot_nas.modelfile import save_model
+from oneshot_nas.runlog import read_jsonl
+from oneshot_nas.space import Architecture, load_architecture
+from oneshot_nas.supernet import SuperNet
+
+SMALL = ["--population", "4", "--generations", "2", "--topk", "2", "--crossover", "1", "--mutation",
+         "2", "--update-bn-images", "64", "--search-val-images", "32", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def supernet_path(tmp_path_factory):
+    mx.random.seed(1)
+    net = SuperNet("tiny")
+    net.initialize(mx.init.MSRAPrelu())
+    r = np.random.default_rng(1)            # BN scales off their init, so BN scores differ
+    for name, p in net.collect_params().items():
+        if name.endswith("gamma"):
+            p.set_data(mx.nd.array(r.uniform(0.2, 1.8, p.shape)))
+    return save_model(net, tmp_path_factory.mktemp("supernet") / "tiny_supernet.params")
+
+
+def search(tmp_path, supernet_path, *flags, run_name="run"):
+    argv = ["--supernet", str(supernet_path), "--save-dir", str(tmp_path / "logs" / run_name),
+            "--models-dir", str(tmp_path / "models"), *SMALL, *flags]
+    return search_supernet.main(argv)
+
+
+def test_a_search_writes_records_models_plots_and_a_table(tmp_path, supernet_path, capsys):
+    limit = 0.5e6
+    summary = search(tmp_path, supernet_path, "--max-flops", "0.5M", "--topk-save", "3")
+    logs = tmp_path / "logs" / "run"
+    args = json.loads((logs / "args.json").read_text())
+    assert args["max_flops"] == limit and args["population"] == 4
+    rows = read_jsonl(logs / "search.jsonl")
+    assert len(rows) == 8 == summary["candidates"] and len({r["arch"] for r in rows}) == 8
+    assert [r["generation"] for r in rows] == [0] * 4 + [1] * 4
+    for r in rows:
+        assert {"generation", "arch", "macs", "params", "score", "latency_ms", "accuracy", "seconds",
+                "recal_seconds", "eval_seconds", "bn_score", "micronet_score"} <= set(r)
+        counts = Counts.of(count_ops(Architecture.from_str(r["arch"])))
+        assert r["macs"] == counts.macs <= limit and r["params"] == counts.paper_params
+        assert r["images"] == 32 and r["score"] == r["accuracy"] == r["correct"] / 32
+    saved = sorted((tmp_path / "models").glob("run-*.json"))
+    assert [p.name for p in saved] == ["run-1.json", "run-2.json", "run-3.json"]
+    arch, record = load_architecture(saved[0], with_record=True)
+    best = max(rows, key=lambda r: r["score"])
+    assert record["score"] == best["score"] and record["search_split"] == "held-out training"
+    assert max(r["score"] for r in rows) == summary["top"][0]["score"]
+    for name in ("search_front.png", "search_progress.png", "summary.json", "search.log"):
+        assert (logs / name).stat().st_size > 0
+    assert (logs / "search_front.png").read_bytes()[:4] == b"\x89PNG"
+    out = capsys.readouterr().out
+    assert str(arch) in out and "Kendall tau" in out and summary["kendall_tau_bn_vs_accuracy"]
+
+
+def test_resume_continues_without_rescoring(tmp_path, supernet_path):
+    reference = search(tmp_path, supernet_path, "--generations", "3", "--no-plots", run_name="ref")
+    search(tmp_path, supernet_path, "--no-plots", run_name="cut")
+    path = tmp_path / "logs" / "cut" / "search.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:6]) + "\n")        # stopped in the middle of generation 1
+    resumed = search(tmp_path, supernet_path, "--generations", "3", "--no-plots", "--resume",
+                     run_name="cut")
+    rows = read_jsonl(path)
+    assert [r["arch"] for r in rows[:6]] == [json.loads(x)["arch"] for x in lines[:6]]
+    assert len(rows) == 12 and len({r["arch"] for r in rows}) == 12      # nothing scored twice
+    ref_rows = read_jsonl(tmp_path / "logs" / "ref" / "search.jsonl")
+    assert [(r["arch"], r["score"]) for r in rows] == [(r["arch"], r["score"]) for r in ref_rows]
+    assert resumed["top"] == reference["top"]
+    assert (tmp_path / "logs" / "cut" / "args.resume-1.json").is_file()
+    with pytest.raises(UserError, match=r"--seed \(was 0, now 3\)"):
+        search(tmp_path, supernet_path, "--resume", "--seed", "3", run_name="cut")
+    assert not (tmp_path / "logs" / "cut" / "args.resume-2.json").exists()
+    with pytest.raises(UserError, match="--resume to continue"):
+        search(tmp_path, supernet_path, run_name="cut")
+
+
+def test_zero_cost_first_pass_then_rescoring(tmp_path, supernet_path):
+    summary = search(tmp_path, supernet_path, "--score", "bn", "--rescore", "3", "--population", "6",
+                     "--no-plots", "--topk-save", "2")
+    rows = read_jsonl(tmp_path / "logs" / "run" / "search.jsonl")
+    first = [r for r in rows if r["stage"] == "search"]
+    again = [r for r in rows if r["stage"] == "rescore"]
+    assert len(first) == 12 and all(r["accuracy"] is None and r["score"] == r["bn_score"] for r in first)
+    by_bn = sorted(first, key=lambda r: -r["bn_score"])[:3]
+    assert {r["arch"] for r in again} == {r["arch"] for r in by_bn}
+    assert all(r["accuracy"] is not None for r in again)
+    tau = summary["kendall_tau_bn_vs_accuracy"]
+    assert tau is None or tau["candidates"] == 3
+    record = load_architecture(tmp_path / "models" / "run-1.json", with_record=True)[1]
+    assert record["accuracy"] == max(r["accuracy"] for r in again)
+
+
+def test_frozen_halves(tmp_path, supernet_path):
+    search(tmp_path, supernet_path, "--search", "blocks", "--strategy", "random", "--no-plots",
+           "--topk-save", "1", run_name="blocks")
+    rows = read_jsonl(tmp_path / "logs" / "blocks" / "search.jsonl")
+    one = Architecture.from_str(rows[0]["arch"]).space.channel_scales.index(1.0)
+    assert all(Architecture.from_str(r["arch"]).channels == (one,) * 20 for r in rows)
+    fixed = tmp_path / "models" / "blocks-1.json"
+    search(tmp_path, supernet_path, "--fix-blocks-from", str(fixed), "--no-plots", run_name="channels")
+    rows = read_jsonl(tmp_path / "logs" / "channels" / "search.jsonl")
+    blocks = load_architecture(fixed).blocks
+    assert all(Architecture.from_str(r["arch"]).blocks == blocks for r in rows)
+    assert len({Architecture.from_str(r["arch"]).channels for r in rows}) == 8
+    with pytest.raises(UserError, match="--search channels freezes the blocks"):
+        search(tmp_path, supernet_path, "--search", "channels", run_name="x")
+
+
+def test_bad_input_gets_one_clear_message(tmp_path, supernet_path, capsys):
+    # a checkpoint that does not match its space: the message names the parameter
+    wrong = tmp_path / "wrong.params"
+    wrong.write_bytes(supernet_path.read_bytes())
+    meta = json.loads(supernet_path.with_suffix(".json").read_text())
+    meta["space_config"]["last_conv"] = 128
+    wrong.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"parameter head\.\S+ has shape"):
+        search(tmp_path, wrong, run_name="a")
+    with pytest.raises(UserError, match=r"no architecture of space 'tiny' .* has macs in \[any, 0\.001M\]: they range from 0\.\d+M"):
+        search(tmp_path, supernet_path, "--max-flops", "1K", run_name="b")
+    with pytest.raises(UserError, match="search split is empty"):
+        search(tmp_path, supernet_path, "--search-val-images", "0", run_name="c")
+    assert not (tmp_path / "logs").exists()       # nothing written: fix the flag and run again
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:    # what a user sees: one line, no traceback
+        run(search_supernet.main, ["--supernet", str(tmp_path / "none.params"), "--save-dir",
+                                   str(tmp_path / "logs" / "d")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error: --supernet") and "does not exist" in err
+    assert "Traceback" not in err
