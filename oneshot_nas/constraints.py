@@ -10,19 +10,17 @@ a budget is out of reach). Metrics, each with a named unit:
 - `latency_ms`: predicted by a latency table (stem + head + one entry per block), when given.
 No MXNet here: constraints run on genes alone.
 """
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .counting import MOBILENETV2_14, Counts, LookupTable, count_ops, space_key
+from .counting import MOBILENETV2_14, Counts, LookupTable, count_ops
 from .errors import UserError
 from .search import Verdict
 
 METRICS = ("macs", "params", "score", "latency_ms")
 BASELINES = ("oneshot", "mobilenetv2-1.4", "mobilenetv3-large")
-LATENCY_FORMAT = "oneshot-nas-latency-v1"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,29 +55,11 @@ class LatencyModel:
 
     @classmethod
     def load(cls, path, space):
-        """Read a latency table (format oneshot-nas-latency-v1) and check it is for `space`."""
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"latency table {path} does not exist; build one with the profiler "
-                            "(profiling/) for this space and device")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise UserError(f"latency table {path} is not valid JSON ({err})") from None
-        if not isinstance(data, dict) or data.get("format") != LATENCY_FORMAT:
-            raise UserError(f"{path} is not a latency table (expected \"format\": \"{LATENCY_FORMAT}\")")
-        if data.get("unit", "ms") != "ms":
-            raise UserError(f"{path}: latency unit {data.get('unit')!r} is not 'ms'")
-        if data.get("space_key") != space_key(space):
-            raise UserError(f"latency table {path} was measured for space {data.get('space')!r} "
-                            f"({data.get('space_key')}), not for {space.name!r} ({space_key(space)}); "
-                            "build a table for this space")
-        blocks = np.asarray(data.get("blocks_ms"), dtype=float)
-        shape = (space.num_positions, space.num_blocks, space.num_scales)
-        if blocks.shape != shape:
-            raise UserError(f"{path}: blocks_ms has shape {blocks.shape}, expected {shape} "
-                            "(positions, blocks, channel scales)")
-        return cls(blocks, float(data["stem_ms"]) + float(data["head_ms"]), str(data.get("device", "")))
+        """Read a latency table (latency.LatencyTable's file, format oneshot-nas-latency-v1) and
+        check that it was measured for `space`. (latency.py imports MXNet, hence the late import.)"""
+        from .latency import LatencyTable
+        table = LatencyTable.load(path, space)
+        return cls(table.blocks_ms, table.stem_ms + table.head_ms, str(table.device))
 
 
 # ----- costs --------------------------------------------------------------------------------------

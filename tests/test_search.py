@@ -242,9 +242,12 @@ def test_latency_table_and_baselines(costs, tmp_path, rng):
     arch = random_arch(space, rng)
     expected = 0.75 + sum(blocks[p, b, c] for p, (b, c) in enumerate(zip(arch.blocks, arch.channels)))
     assert lat.measure(arch_genes(arch))["latency_ms"] == pytest.approx(expected)
+    from oneshot_nas.latency import LatencyTable         # the profiler's own reading agrees
+    assert LatencyTable.load(path, space).predict_ms(arch) == pytest.approx(expected)
     cons = Constraints(lat, {"latency_ms": (None, expected)})
     assert cons(arch_genes(arch)).ok
-    table["space_key"] = "oneshot-000"
+    other = space.derive("tiny-plain", se=False, last_block="original", dropout=0.1)
+    table.update(space=other.name, space_key=space_key(other), space_config=other.to_dict())
     path.write_text(json.dumps(table))
     with pytest.raises(UserError, match="measured for space"):
         LatencyModel.load(path, space)
