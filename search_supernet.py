@@ -206,7 +206,7 @@ def previous_records(args):
 
 
 # ----- running ----------------------------------------------------------------------------------
-def setup(args, contexts):
+def setup(args, contexts, workers):
     """Everything checked before the run folder is touched: the supernet, the genes, the budget
     (exactly feasible per limit), the objective and the split. Returns a dict of them."""
     from oneshot_nas.constraints import Constraints, CostModel, LatencyModel, Objective, micronet_reference
@@ -222,9 +222,15 @@ def setup(args, contexts):
     objective = Objective.make(args.objective, constraints, choices, args.cost_metric, args.cost_weight)
     dataset = plan = None
     if args.score == "acc" or args.rescore > 0:
-        dataset = resolve_dataset(rec_train=args.rec_train, rec_train_idx=args.rec_train_idx,
-                                  rec_val=args.rec_val, rec_val_idx=args.rec_val_idx,
-                                  data_dir=args.data_dir, num_classes=args.num_classes or space.num_classes)
+        if workers.rank > 0:
+            workers.barrier()       # the chief packs the embedded data alone (same cache folder)
+        try:
+            dataset = resolve_dataset(rec_train=args.rec_train, rec_train_idx=args.rec_train_idx,
+                                      rec_val=args.rec_val, rec_val_idx=args.rec_val_idx, data_dir=args.data_dir,
+                                      num_classes=args.num_classes or space.num_classes)
+        finally:                    # (even when it fails: the others then fail the same way)
+            if workers.rank == 0 and workers.size > 1:
+                workers.barrier()
         plan = plan_search_split(dataset, args.update_bn_images, args.search_val_images, args.search_on_val)
     return dict(supernet=supernet, space=space, choices=choices, costs=costs, constraints=constraints,
                 objective=objective, dataset=dataset, plan=plan)
@@ -254,10 +260,16 @@ def main(argv=None):
     workers = Workers(_kvstore(args.kv_store))
     chief, who = workers.rank == 0, (f"[worker {workers.rank}/{workers.size}] " if workers.size > 1 else "")
     contexts = contexts_from(args.gpus)
-    s = setup(args, contexts)
+    error = None
+    try:       # bad input stops every worker, not only the one that sees it
+        s = setup(args, contexts, workers)
+        records = previous_records(args)
+        run = open_run(args, chief)
+    except UserError as err:
+        error = err
+    if not workers.all_ok(error is None):
+        raise error or UserError("another worker stopped on bad input (see its message)")
     space, costs, objective = s["space"], s["costs"], s["objective"]
-    records = previous_records(args)
-    run = open_run(args, chief)
     log.info("%ssearching %s (%s): budget %s; objective %s", who, args.supernet, space.name,
              s["constraints"].describe(), objective.describe())
     evaluator = None

@@ -317,6 +317,17 @@ class Workers:
         self.size = kv.num_workers if kv is not None else 1
         self._calls = 0
 
+    def barrier(self):
+        """Wait until every worker gets here."""
+        if self.kv is not None:
+            self.kv._barrier()        # (KVStore's barrier is private in 1.x, stable since 0.9)
+
+    def all_ok(self, ok):
+        """True when every worker passes ok=True (each must call this at the same point)."""
+        rows = np.zeros((self.size, 1))
+        rows[self.rank] = 1.0 if ok else 0.0
+        return bool(self.gather(rows).min() > 0.5)
+
     def mine(self, count):
         """Indices of the candidates this worker scores (round-robin)."""
         return list(range(self.rank, count, self.size))
