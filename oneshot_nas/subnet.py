@@ -30,14 +30,16 @@ class SubNet(HybridBlock):
 
 
 def extract_subnet(supernet, arch, ctx=None):
-    """A SubNet for `arch` holding copies of the supernet's weights for that path (on `ctx`)."""
+    """A SubNet for `arch` holding copies of the supernet's weights for that path (on `ctx`, a
+    context or a list of them)."""
     net = SubNet(arch)
     ctx = ctx or supernet.stem.collect_params().list_ctx()[0]
     net.initialize(mx.init.Zero(), ctx=ctx)
+    first = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
     pairs = [(supernet.stem, net.stem), (supernet.head, net.head)]
     pairs += list(zip(supernet.path_blocks(arch), net.features))
     for source, target in pairs:
-        copy_prefix_weights(source, target, ctx)
+        copy_prefix_weights(source, target, first)
     return net
 
 

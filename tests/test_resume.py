@@ -1,0 +1,97 @@
+"""Exact resume: 2 epochs straight and 1 epoch + resume + 1 epoch end with the same parameters.
+
+The data order is deterministic: each epoch opens a fresh ImageRecordIter seeded with seed + epoch
+(at a fixed number of decode threads); paths come from a numpy Generator whose state is in the
+checkpoint, MXNet's RNG (dropout) is reseeded per epoch, and the optimizer states are saved.
+"""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from oneshot_nas.counting import LookupTable
+from oneshot_nas.devices import Sync
+from oneshot_nas.errors import UserError
+from oneshot_nas.validation import calibration_batches
+from oneshot_nas.path_sampler import PathSampler
+from oneshot_nas.runlog import RunDir
+from oneshot_nas.sampling import Budget
+from oneshot_nas.schedule import channel_schedule
+from oneshot_nas.space import Architecture, get_space
+from oneshot_nas.subnet import SubNet
+from oneshot_nas.supernet import SuperNet
+from oneshot_nas.train import Settings, SubnetTask, SupernetTask, fit, initialize
+from tests.test_train import small  # noqa: F401  (fixture)
+
+SETTINGS = Settings(num_epochs=2, batch_size=32, lr=0.1, lr_mode="cosine", warmup_epochs=0.5, wd=1e-3,
+                    no_wd=True, label_smoothing=0.1, seed=3, threads=1)
+
+
+def make_task(kind, small):
+    """A fresh task, as a new process would build it (new blocks, new sampler)."""
+    space = get_space("tiny")
+    if kind == "subnet":
+        net = SubNet(Architecture(space, [1] * 20, [6] * 20))
+        initialize(net, [mx.cpu()], seed=5)
+        net.hybridize(static_alloc=True, static_shape=True)
+        return SubnetTask(net)
+    net = SuperNet(space)
+    initialize(net, [mx.cpu()], seed=5)
+    net.hybridize(static_alloc=True)
+    # block search in epoch 0, the first warm-up stage (scales 1.8-2.0) in epoch 1; the strolling
+    # sampler's archive and cycle carry over the resume
+    plan = channel_schedule(space, SETTINGS.num_epochs, epoch_start_cs=1, warm_up=True)
+    sampler = PathSampler(space, LookupTable.load(space), Budget.of(macs=(0.7e6, 1.0e6)), "strolling")
+    return SupernetTask(net, sampler, plan, calibration_batches(small, 64, 32, 32), val_paths=2, seed=3)
+
+
+def params_of(net):
+    return {name: p.data().asnumpy() for name, p in net._collect_params_with_prefix().items()}
+
+
+@pytest.mark.parametrize("kind", ["supernet", "subnet"])
+def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_path):
+    sync = Sync("device", [mx.cpu()])
+    straight = make_task(kind, small)
+    run_a = RunDir.create(tmp_path / "a", {})
+    history_a = fit(straight, small, SETTINGS, [mx.cpu()], sync, run=run_a, save_dir=run_a.path, progress=False)
+
+    run_b = RunDir.create(tmp_path / "b", {})
+    first = make_task(kind, small)
+    fit(first, small, SETTINGS, [mx.cpu()], sync, run=run_b, save_dir=run_b.path, stop_after=0, progress=False)
+    assert [r["epoch"] for r in run_b.read()] == [0]
+    resumed = make_task(kind, small)
+    run_b = RunDir.create(tmp_path / "b", {}, resume=True)
+    history_b = fit(resumed, small, SETTINGS, [mx.cpu()], sync, run=run_b, save_dir=run_b.path, resume=True,
+                    progress=False)
+
+    a, b = params_of(straight.net), params_of(resumed.net)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert [r["epoch"] for r in run_b.read()] == [0, 1]
+    for ra, rb in zip(history_a, history_b):
+        assert ra["loss"] == rb["loss"] and ra["lr"] == rb["lr"]
+        assert ra.get("val_paths") == rb.get("val_paths")
+    if kind == "supernet":
+        assert [r["scales"] for r in history_b] == [[2.0], [1.8, 2.0]]   # the warm-up stage survived
+        assert resumed.sampler.state_dict() == straight.sampler.state_dict()
+
+
+def test_resume_refuses_changed_settings(small, tmp_path):
+    sync = Sync("device", [mx.cpu()])
+    run = RunDir.create(tmp_path / "r", {})
+    fit(make_task("supernet", small), small, SETTINGS, [mx.cpu()], sync, run=run, save_dir=run.path,
+        stop_after=0, progress=False)
+    task = make_task("supernet", small)
+    task.plan = channel_schedule(task.space, SETTINGS.num_epochs, epoch_start_cs=-1)   # channel search off
+    with pytest.raises(UserError, match=r"different settings.*task\.plan was"):
+        fit(task, small, SETTINGS, [mx.cpu()], sync, run=run, save_dir=run.path, resume=True, progress=False)
+    with pytest.raises(UserError, match="settings.lr was 0.1, now 0.2"):
+        fit(make_task("supernet", small), small, Settings(**{**SETTINGS.__dict__, "lr": 0.2}), [mx.cpu()],
+            sync, run=run, save_dir=run.path, resume=True, progress=False)
+
+
+def test_resume_without_a_checkpoint_says_so(small, tmp_path):
+    with pytest.raises(UserError, match="has no checkpoint yet"):
+        fit(make_task("subnet", small), small, SETTINGS, [mx.cpu()], Sync("device", [mx.cpu()]),
+            save_dir=tmp_path, resume=True, progress=False)
