@@ -12,17 +12,17 @@ from pathlib import Path
 import mxnet as mx
 
 from oneshot_nas import cli
-from oneshot_nas.devices import Sync, cast_for_training
-from oneshot_nas.errors import UserError
-from oneshot_nas.validation import evaluate
 from oneshot_nas.data import val_iter
-from oneshot_nas.modelfile import load_model, save_model
+from oneshot_nas.devices import Sync, cast_for_training, device_count
+from oneshot_nas.errors import UserError
+from oneshot_nas.modelfile import load_model, read_meta, save_model
 from oneshot_nas.session import check_run_dir, finish_run, open_run, rebase, resolve_space
-from oneshot_nas.space import load_architecture
+from oneshot_nas.space import SearchSpace, get_space, load_architecture
 from oneshot_nas.subnet import SubNet, extract_subnet
-from oneshot_nas.supernet import SuperNet
 from oneshot_nas.train import SubnetTask, fit, initialize
-from train_supernet import add_training_flags, dataset_from, devices_from, dump_worker_params, settings_from
+from oneshot_nas.validation import evaluate
+from train_supernet import (add_training_flags, dataset_from, devices_from, dump_worker_params, on_every_worker,
+                            settings_from)
 
 log = logging.getLogger("train_subnet")
 
@@ -37,11 +37,19 @@ def build_parser():
     return parser
 
 
+def check_supernet_file(path, arch):
+    """--inherit-from must name a saved supernet of the architecture's space (before training)."""
+    meta = read_meta(path)
+    if meta.get("kind") != "supernet":
+        raise UserError(f"--inherit-from {path} holds a {meta.get('kind')}, not a supernet "
+                        "(pass the supernet.params a supernet training run saved)")
+    config = meta.get("space_config")
+    rebase(arch, SearchSpace.from_dict(config) if config else get_space(meta["space"]), "the architecture")
+
+
 def inherit(net, supernet_path, arch):
     """Copy the path's weights (and BN statistics) out of a saved supernet into `net`."""
     supernet, _ = load_model(supernet_path, ctx=[mx.cpu()])
-    if not isinstance(supernet, SuperNet):
-        raise UserError(f"--inherit-from {supernet_path} holds a subnet, not a supernet")
     source = extract_subnet(supernet, rebase(arch, supernet.space, "the architecture"), mx.cpu())
     theirs = source._collect_params_with_prefix()
     for name, param in net._collect_params_with_prefix().items():
@@ -62,14 +70,17 @@ def main(argv=None):
     output = Path(args.output) if args.output else Path(args.save_dir) / f"{name}.params"
     if output.suffix != ".params":
         raise UserError(f"--output {output}: the model file must end in .params (its JSON goes beside it)")
-    contexts = devices_from(args)
     settings = settings_from(args)
-    dataset = dataset_from(args, space)
-    if args.inherit_from and not Path(args.inherit_from).is_file():
-        raise UserError(f"--inherit-from {args.inherit_from} does not exist")
-    check_run_dir(args.save_dir, args.resume, args.overwrite)
+    sync = Sync(args.kv_store, device_count(args.gpus))
 
-    sync = Sync(args.kv_store, contexts)
+    def prepare():
+        contexts = devices_from(args)
+        dataset = dataset_from(args, space)
+        if args.inherit_from:
+            check_supernet_file(args.inherit_from, arch)
+        check_run_dir(args.save_dir, args.resume, args.overwrite)
+        return contexts, dataset
+    contexts, dataset = on_every_worker(sync, prepare)
     run = open_run(args.save_dir, vars(args), args.resume, args.overwrite, sync.is_chief, args.logging_file)
     log.info("retraining %s on %s (%d train / %d val images)", arch, dataset.name, len(dataset.train),
              len(dataset.val))

@@ -7,13 +7,13 @@ See docs/training.md.
 """
 import argparse
 import logging
+from pathlib import Path
 
 from oneshot_nas import cli
 from oneshot_nas.counting import LookupTable
 from oneshot_nas.data import resolve_dataset
-from oneshot_nas.devices import KV_TYPES, Sync, cast_for_training, contexts_from
+from oneshot_nas.devices import KV_TYPES, Sync, cast_for_training, contexts_from, device_count
 from oneshot_nas.errors import UserError
-from oneshot_nas.validation import calibration_batches
 from oneshot_nas.modelfile import save_model
 from oneshot_nas.path_sampler import SAMPLERS, PathSampler
 from oneshot_nas.sampling import Budget, parse_range
@@ -22,6 +22,7 @@ from oneshot_nas.session import check_run_dir, finish_run, open_run, rebase, res
 from oneshot_nas.space import PRESETS, load_architecture
 from oneshot_nas.supernet import SuperNet
 from oneshot_nas.train import INITIALIZERS, OPTIMIZERS, Settings, SupernetTask, fit, initialize
+from oneshot_nas.validation import calibration_batches
 
 log = logging.getLogger("train_supernet")
 
@@ -104,9 +105,26 @@ def dataset_from(args, space):
 
 def dump_worker_params(net, folder, sync):
     if folder:
-        from pathlib import Path
         Path(folder).mkdir(parents=True, exist_ok=True)
         net.save_parameters(str(Path(folder) / f"worker-{sync.rank}.params"))
+
+
+def on_every_worker(sync, prepare):
+    """Run the input checks `prepare()` on every worker, the chief first (so that it alone packs
+    the embedded data into the shared cache); if any worker finds bad input, every worker stops."""
+    error = result = None
+    if not sync.is_chief:
+        sync.barrier()
+    try:
+        result = prepare()
+    except UserError as err:
+        error = err
+    finally:
+        if sync.is_chief:
+            sync.barrier()
+    if not sync.all_ok(error is None):
+        raise error or UserError("another worker stopped on bad input (see its message)")
+    return result
 
 
 # ----- supernet ------------------------------------------------------------------------------------
@@ -134,17 +152,20 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     space = resolve_space(args.space, args.num_classes)
     args.save_dir = args.save_dir or f"logs/supernet-{space.name}"
-    contexts = devices_from(args)
     settings = settings_from(args)
-    dataset = dataset_from(args, space)
     budget = Budget.of(macs=parse_range(args.flops_range, "--flops-range"),
                        paper_params=parse_range(args.params_range, "--params-range"))
-    sampler = PathSampler(space, LookupTable.load(space) if budget else None, budget, args.constraint_sampler)
-    reference = rebase(load_architecture(args.reference_arch), space) if args.reference_arch else None
     plan = channel_schedule(space, args.num_epochs, args.epoch_start_cs, args.cs_warm_up)
-    check_run_dir(args.save_dir, args.resume, args.overwrite)
+    sync = Sync(args.kv_store, device_count(args.gpus))
 
-    sync = Sync(args.kv_store, contexts)
+    def prepare():
+        contexts = devices_from(args)
+        dataset = dataset_from(args, space)
+        sampler = PathSampler(space, LookupTable.load(space) if budget else None, budget, args.constraint_sampler)
+        reference = rebase(load_architecture(args.reference_arch), space) if args.reference_arch else None
+        check_run_dir(args.save_dir, args.resume, args.overwrite)
+        return contexts, dataset, sampler, reference
+    contexts, dataset, sampler, reference = on_every_worker(sync, prepare)
     run = open_run(args.save_dir, vars(args), args.resume, args.overwrite, sync.is_chief, args.logging_file)
     log.info("supernet of space %s on %s (%d train / %d val images, %d classes)", space.name, dataset.name,
              len(dataset.train), len(dataset.val), dataset.num_classes)

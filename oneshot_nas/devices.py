@@ -20,6 +20,12 @@ from .layers import ElasticBatchNorm
 log = logging.getLogger(__name__)
 KV_TYPES = ("device", "local", "dist_sync", "dist_device_sync")
 METRIC_SLOTS = 16      # metrics summed across workers travel as one array of this many floats
+METRIC_KEY = 1 << 24   # their kvstore key, far above the parameters' keys (0, 1, 2, ...)
+
+
+def device_count(gpus=""):
+    """How many devices `--gpus` names (1 for the CPU), without checking that they exist."""
+    return max(1, len([g for g in str(gpus or "").split(",") if g.strip()]))
 
 
 def contexts_from(gpus=""):
@@ -57,40 +63,55 @@ def cast_for_training(net, dtype):
 class Sync:
     """Gradient and statistics exchange between devices (kvstore device/local) and workers
     (kvstore dist_sync/dist_device_sync under MXNet's launcher). With one device and no
-    distribution there is nothing to exchange and no kvstore is created."""
+    distribution there is nothing to exchange and no kvstore is created.
 
-    def __init__(self, kv_type, contexts):
+    Create it first thing in an entry point: under the launcher, a worker that stops before joining
+    the kvstore leaves the others waiting forever; after joining, `all_ok` lets every worker stop
+    on bad input that only one of them sees."""
+
+    def __init__(self, kv_type, num_devices=1):
         if kv_type not in KV_TYPES:
             raise UserError(f"--kv-store {kv_type!r} is not supported; choose one of {', '.join(KV_TYPES)} "
                             "(asynchronous kvstores cannot keep a shared path per step)")
-        self.contexts = list(contexts)
         self.distributed = kv_type.startswith("dist")
         if self.distributed and "DMLC_ROLE" not in os.environ:
             raise UserError(f"--kv-store {kv_type} needs MXNet's parameter-server launcher: "
                             "python -m oneshot_nas.launch -n WORKERS -s SERVERS --launcher local|ssh ... "
                             "(see docs/training.md); for one machine use --kv-store device")
-        self.kv = mx.kv.create(kv_type) if self.distributed or len(self.contexts) > 1 else None
+        self.kv = mx.kv.create(kv_type) if self.distributed or num_devices > 1 else None
         self.rank = self.kv.rank if self.distributed else 0
         self.num_workers = self.kv.num_workers if self.distributed else 1
+        self.contexts = [None] * num_devices
         self.keys = {}
-        self.metric_key = None
+        if self.distributed:
+            self.kv.init(METRIC_KEY, mx.nd.zeros(METRIC_SLOTS))
 
     @property
     def is_chief(self):
         """The worker that writes logs and checkpoints."""
         return self.rank == 0
 
-    def register(self, params):
+    def barrier(self):
+        """Wait until every worker gets here."""
+        if self.distributed:
+            self.kv._barrier()     # private in 1.x but stable; the public name came in 2.0
+
+    def all_ok(self, ok):
+        """True when every worker passes ok=True (each must call this at the same point)."""
+        return bool(self.sum([1.0 if ok else 0.0])[0] >= self.num_workers - 0.5)
+
+    def register(self, params, contexts):
         """Give each parameter (an ordered list, the same on every worker) a key and make every
         copy equal to worker 0's first device."""
+        if len(contexts) != len(self.contexts):
+            raise ValueError(f"this Sync was made for {len(self.contexts)} devices, not {len(contexts)}")
+        self.contexts = list(contexts)
         self.keys = {p.name: i for i, p in enumerate(params)}
         if self.kv is None:
             return
         keys = list(range(len(params)))
         self.kv.init(keys, [p.data(self.contexts[0]) for p in params])
         self.kv.pull(keys, out=[p.list_data() for p in params])
-        self.metric_key = len(params)
-        self.kv.init(self.metric_key, mx.nd.zeros(METRIC_SLOTS))
 
     def reduce_grads(self, params):
         """Sum the gradients of `params` over devices and workers (in place, on every device)."""
@@ -120,5 +141,5 @@ class Sync:
             raise ValueError(f"at most {METRIC_SLOTS} values can be summed at once")
         buf = mx.nd.zeros(METRIC_SLOTS)
         buf[:len(values)] = mx.nd.array(values)
-        self.kv.pushpull(self.metric_key, buf, out=buf)
+        self.kv.pushpull(METRIC_KEY, buf, out=buf)
         return buf.asnumpy()[:len(values)].astype(np.float64)

@@ -18,7 +18,7 @@ def plot_training_curves(rows, path, title=""):
 
     def column(key):
         return [r.get(key) if r.get(key) is not None else float("nan") for r in rows]
-    ax_acc.plot(epochs, column("train_top1"), marker=".", label="train top-1 (sampled paths)")
+    ax_acc.plot(epochs, column("train_top1"), marker=".", label="train top-1")
     if any(r.get("val_top1_mean") is not None for r in rows):
         ax_acc.plot(epochs, column("val_top1_mean"), marker="o", label="val top-1 (mean of paths)")
         ax_acc.fill_between(epochs, column("val_top1_min"), column("val_top1_max"), alpha=0.25,

@@ -166,6 +166,7 @@ class SupernetTask:
         results = [evaluate(self.net, val_batches, contexts, sync, arch=a, calibration=self.calibration,
                             max_images=max_images) for a in paths]
         record = summarise(results) if results else {}
+        record["val_images"] = results[0]["images"] if results else 0
         record["val_paths"] = {str(a): round(r["top1"], 4) for a, r in zip(paths, results)}
         if self.reference is not None:
             ref = evaluate(self.net, val_batches, contexts, sync, arch=self.reference,
@@ -207,7 +208,7 @@ class SubnetTask:
 
     def validate(self, epoch, val_batches, contexts, sync, max_images):
         res = evaluate(self.net, val_batches, contexts, sync, max_images=max_images)
-        return {"val_top1": res["top1"], "val_top5": res["top5"]}
+        return {"val_top1": res["top1"], "val_top5": res["top5"], "val_images": res["images"]}
 
     def describe(self):
         return {"kind": self.kind, "arch": str(self.net.arch)}
@@ -260,7 +261,7 @@ def fit(task, dataset, settings, contexts, sync, run=None, save_dir=None, resume
     start_epoch, update, history = 0, 0, []
     if resume:
         start_epoch, update, history = _resume(save_dir, task, trainer, contexts, rng, fingerprint, settings)
-    sync.register(params)
+    sync.register(params, contexts)
     if run is not None and resume:
         _truncate_metrics(run, start_epoch)
     running_stats = [p for p in params if p.grad_req == "null"]

@@ -50,7 +50,7 @@ def params_of(net):
 
 @pytest.mark.parametrize("kind", ["supernet", "subnet"])
 def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_path):
-    sync = Sync("device", [mx.cpu()])
+    sync = Sync("device")
     straight = make_task(kind, small)
     run_a = RunDir.create(tmp_path / "a", {})
     history_a = fit(straight, small, SETTINGS, [mx.cpu()], sync, run=run_a, save_dir=run_a.path, progress=False)
@@ -78,7 +78,7 @@ def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_pat
 
 
 def test_resume_refuses_changed_settings(small, tmp_path):
-    sync = Sync("device", [mx.cpu()])
+    sync = Sync("device")
     run = RunDir.create(tmp_path / "r", {})
     fit(make_task("supernet", small), small, SETTINGS, [mx.cpu()], sync, run=run, save_dir=run.path,
         stop_after=0, progress=False)
@@ -93,5 +93,5 @@ def test_resume_refuses_changed_settings(small, tmp_path):
 
 def test_resume_without_a_checkpoint_says_so(small, tmp_path):
     with pytest.raises(UserError, match="has no checkpoint yet"):
-        fit(make_task("subnet", small), small, SETTINGS, [mx.cpu()], Sync("device", [mx.cpu()]),
+        fit(make_task("subnet", small), small, SETTINGS, [mx.cpu()], Sync("device"),
             save_dir=tmp_path, resume=True, progress=False)

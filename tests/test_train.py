@@ -65,9 +65,9 @@ def totals_for(contexts):
 def test_a_step_moves_only_the_path_not_even_by_momentum_or_weight_decay(contexts, rng):
     space = get_space("tiny")
     net = supernet_on(contexts)
-    sync = Sync("device", contexts)
+    sync = Sync("device", len(contexts))
     params = ordered_params(net)
-    sync.register(params)
+    sync.register(params, contexts)
     trainer = make_trainer(params, Settings(lr=0.1, momentum=0.9, wd=1e-2))
     task = SupernetTask(net, PathSampler(space), channel_schedule(space, 1), calibration=[None])
     first = random_arch(space, rng)
@@ -111,9 +111,9 @@ def test_supernet_steps_equal_the_extracted_subnets_steps(contexts, rng):
     batches = [one_batch(rng), one_batch(rng)]
     for task in (SupernetTask(net, PathSampler(space), channel_schedule(space, 1), calibration=[None]),
                  SubnetTask(sub)):
-        sync = Sync("device", contexts)
+        sync = Sync("device", len(contexts))
         params = ordered_params(task.net)
-        sync.register(params)
+        sync.register(params, contexts)
         trainer = make_trainer(params, settings)
         for batch in batches:
             train_step(task, trainer, batch, contexts, arch if task.kind == "supernet" else None, sync, 16,
@@ -158,7 +158,7 @@ def test_validation_scores_recalibrated_copies_and_counts_every_image(small, rng
 
     def val_batches():
         return val_iter(small, 32, 32, threads=1)
-    record = task.validate(0, val_batches, [mx.cpu()], Sync("device", [mx.cpu()]), max_images=0)
+    record = task.validate(0, val_batches, [mx.cpu()], Sync("device"), max_images=0)
     assert len(record["val_paths"]) == 2
     for key in ("val_top1_mean", "val_top1_min", "val_top1_max", "val_top5_mean", "ref_top1", "ref_top5"):
         assert 0.0 <= record[key] <= 1.0
@@ -182,5 +182,5 @@ def test_validation_scores_recalibrated_copies_and_counts_every_image(small, rng
     np.testing.assert_allclose(copy(x).asnumpy(), reference(x).asnumpy(), rtol=1e-4, atol=1e-5)
     # two evaluations in a row each see every validation image exactly once
     for _ in range(2):
-        assert evaluate(net, val_batches, [mx.cpu()], Sync("device", [mx.cpu()]),
+        assert evaluate(net, val_batches, [mx.cpu()], Sync("device"),
                         arch=arch, calibration=calibration)["images"] == len(small.val)

@@ -1,0 +1,115 @@
+"""train_supernet.py and train_subnet.py driven in-process: bad input stops before anything is
+written, a run leaves its record, and retraining a fixed architecture learns."""
+import json
+
+import pytest
+
+import train_subnet
+import train_supernet
+from oneshot_nas.cli import run
+from oneshot_nas.modelfile import load_model, read_meta
+from oneshot_nas.runlog import read_jsonl
+from oneshot_nas.space import Architecture, get_space, save_architecture
+from profiling import score
+from tests.test_train import small  # noqa: F401  (fixture)
+
+
+def rec_flags(dataset):
+    return ["--rec-train", str(dataset.train.rec), "--rec-train-idx", str(dataset.train.idx),
+            "--rec-val", str(dataset.val.rec), "--rec-val-idx", str(dataset.val.idx)]
+
+
+def fails(main, argv, capsys, message):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        run(main, argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def tiny_arch(tmp_path_factory):
+    path = tmp_path_factory.mktemp("arch") / "tiny-net.json"
+    save_architecture(path, Architecture(get_space("tiny"), [1, 0, 3, 2] * 5, [6, 5, 7, 4] * 5))
+    return path
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--gpus", "0"], "this MXNet build has no GPU support"),
+    (["--space", "huge"], "unknown search space 'huge'; choose one of: oneshot, oneshot+, tiny"),
+    (["--rec-train", "nowhere/train.rec", "--rec-train-idx", "nowhere/train.idx",
+      "--rec-val", "nowhere/val.rec", "--rec-val-idx", "nowhere/val.idx"], "nowhere/train.rec does not exist"),
+    (["--rec-train", "nowhere/train.rec"], "missing: --rec-train-idx, --rec-val, --rec-val-idx"),
+    (["--num-classes", "5"], "the data has 10 classes but the model has 5"),
+    (["--flops-range", "5M:30M"], "the smallest has 0.17M and the largest 1.14M"),
+    (["--kv-store", "dist_sync"], "needs MXNet's parameter-server launcher"),
+    (["--dtype", "float16"], "--dtype float16 is for GPUs"),
+    (["--lr-mode", "step"], "--lr-mode step needs --lr-decay-epoch"),
+    (["--reference-arch", "nowhere.json"], "architecture file nowhere.json does not exist"),
+    (["--resume"], "holds no run to resume"),
+])
+def test_supernet_bad_input_fails_before_anything_is_written(flags, message, tmp_path, capsys):
+    fails(train_supernet.main, flags + ["--save-dir", str(tmp_path / "run")], capsys, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_val_classes_the_model_lacks(small, tmp_path, capsys):
+    fails(train_supernet.main, rec_flags(small) + ["--num-classes", "5", "--save-dir", str(tmp_path / "r")],
+          capsys, "but the model has 5 classes (0..4)")
+
+
+def test_subnet_bad_input(tiny_arch, tmp_path, capsys):
+    fails(train_subnet.main, ["nowhere.json"], capsys, "architecture file nowhere.json does not exist")
+    fails(train_subnet.main, [str(tiny_arch), "--inherit-from", str(tmp_path / "x.params")], capsys,
+          "x.params does not exist")
+    fails(train_subnet.main, [str(tiny_arch), "--output", str(tmp_path / "model.bin")], capsys,
+          "must end in .params")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_supernet_run_leaves_its_record_and_is_not_overwritten(small, tmp_path, capsys, tiny_arch):
+    save = tmp_path / "supernet-run"
+    argv = rec_flags(small) + ["--num-epochs", "1", "--batch-size", "32", "--val-paths", "2",
+                               "--calib-images", "64", "--reference-arch", str(tiny_arch), "-j", "1",
+                               "--save-dir", str(save), "--no-progress"]
+    history = train_supernet.main(argv)
+    assert [r["epoch"] for r in history] == [0]
+    args = json.loads((save / "args.json").read_text())
+    assert args["batch_size"] == 32 and args["val_paths"] == 2
+    rows = read_jsonl(save / "metrics.jsonl")
+    assert len(rows) == 1
+    for key in ("loss", "train_top1", "val_top1_mean", "val_top1_min", "val_top1_max", "val_top5_mean",
+                "ref_top1", "lr", "scales", "images_per_sec", "seconds"):
+        assert key in rows[0], key
+    assert "epoch 0:" in (save / "train.log").read_text()
+    assert (save / "curves.png").stat().st_size > 10000
+    net, meta = load_model(save / "supernet.params")
+    assert meta["kind"] == "supernet" and meta["record"]["epochs"] == 1
+    # a second run in the same folder is refused and leaves the checkpoint alone
+    checkpoint = (save / "checkpoint" / "model.params").read_bytes()
+    fails(train_supernet.main, argv, capsys, "already holds a run; pass --resume")
+    assert (save / "checkpoint" / "model.params").read_bytes() == checkpoint
+    assert len(read_jsonl(save / "metrics.jsonl")) == 1
+    # the saved supernet seeds a retraining
+    sub = tmp_path / "inherited"
+    train_subnet.main([str(tiny_arch), "--inherit-from", str(save / "supernet.params"), "--num-epochs", "1",
+                       "--batch-size", "32", "-j", "1", "--save-dir", str(sub), "--no-progress"] + rec_flags(small))
+    assert read_meta(sub / "tiny-net.params")["record"]["start"].startswith("inherited from")
+
+
+def test_retraining_learns_and_saves_a_scorable_model(tiny_arch, tmp_path):
+    save, output = tmp_path / "retrain", tmp_path / "models" / "tiny-net.params"
+    history = train_subnet.main([str(tiny_arch), "--num-epochs", "6", "--batch-size", "64", "--lr", "0.1",
+                                 "--save-dir", str(save), "--output", str(output), "--no-progress"])
+    meta = read_meta(output)
+    assert meta["kind"] == "subnet" and meta["arch"] == str(Architecture.from_dict(meta))
+    record = meta["record"]
+    assert record["top1"] == history[-1]["val_top1"] and record["top5"] == history[-1]["val_top5"]
+    assert record["top1"] > 0.5, record       # chance is 0.1 on the ten digits
+    assert record["dataset"] == "digits" and record["start"] == "scratch"
+    assert len(read_jsonl(save / "metrics.jsonl")) == 6 and (save / "curves.png").is_file()
+    report = tmp_path / "score.json"
+    score.main([str(output), "--format", "json", "--out", str(report)])
+    assert json.loads(report.read_text())["arch"] == meta["arch"]
