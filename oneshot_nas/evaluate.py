@@ -1,8 +1,9 @@
 """Scoring a supernet path: its weights, exactly recalibrated BatchNorm, top-1 on a held-out split.
 
-Per candidate, the path is taken out of the supernet as one static graph (the SubNet's symbol fed
-the supernet's weights; narrowed weights are copied, nothing is initialised), so both passes run at
-the speed of a hybridized standalone network:
+Per candidate, the path is taken out of the supernet as one static graph, composed from its parts
+(stem, blocks at their widths, head: the blocks a SubNet is made of, each traced once per search)
+and fed the supernet's weights (narrowed ones are copied; nothing is initialised), so both passes
+run at the speed of a hybridized standalone network:
 1. recalibration: the graph runs in training mode (BatchNorm normalises with batch statistics, as
    in supernet training) and every BatchNorm also outputs its batch mean and inverse std. The
    running statistics are then set to the true averages over the whole calibration slice,
@@ -23,9 +24,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
+from .blocks import ChoiceBlock, Head, Stem
 from .data import MEAN_RGB, STD_RGB
 from .errors import UserError
-from .subnet import SubNet
 
 log = logging.getLogger(__name__)
 HOLDOUT_SEED = 0            # the search split is the same for every search of a dataset
@@ -172,38 +173,79 @@ def prepare_search_data(dataset, input_size, update_bn_images=None, search_val_i
 
 
 # ----- one path as a static graph -----------------------------------------------------------------
-class PathGraph:
-    """The path `arch` of `supernet` as one cached static graph with copies of its weights on every
-    context; `calibrate` sets its BN statistics, `predict` runs it."""
+class _Piece:
+    """One part of a path (the stem, one block at one width, the head) traced once as a symbol
+    whose outputs are the part's output, then each BatchNorm's batch mean, then its inverse std;
+    `params` maps the symbol's parameters to the supernet's ((name, Parameter, shape))."""
 
-    def __init__(self, supernet, arch, contexts):
-        self.contexts = list(contexts)
-        template = SubNet(arch)                       # never initialised: names and graph only
-        symbol = template(mx.sym.var("data"))
+    def __init__(self, block, source):
+        symbol = block(mx.sym.var("data"))
         graph = json.loads(symbol.tojson())
-        nodes, self.bns = graph["nodes"], []          # (mean name, var name, eps, channels)
+        nodes, self.bns = graph["nodes"], []        # (node, running mean name, running var name, eps)
         for node in nodes:
             if node["op"] == "BatchNorm":
                 attrs = node.setdefault("attrs", {})
-                attrs["output_mean_var"] = "True"     # batch mean and inverse std as extra outputs
+                attrs["output_mean_var"] = "True"    # in training mode: the batch mean and 1/std
                 self.bns.append((node["name"], nodes[node["inputs"][3][0]]["name"],
                                  nodes[node["inputs"][4][0]]["name"], float(attrs.get("eps", 1e-3))))
-        edited = mx.sym.load_json(json.dumps(graph))
-        internals = edited.get_internals()
-        outputs = [internals[symbol.list_outputs()[0]]]
-        if self.bns:
-            outputs += [mx.sym.concat(*[internals[n + "_mean"] for n, *_ in self.bns], dim=0),
-                        mx.sym.concat(*[internals[n + "_var"] for n, *_ in self.bns], dim=0)]
+        internals = mx.sym.load_json(json.dumps(graph)).get_internals()
+        index = {name: i for i, name in enumerate(internals.list_outputs())}   # (by name is O(n))
+        names = [symbol.list_outputs()[0]] + [f"{n}_{k}" for k in ("mean", "var") for n, *_ in self.bns]
+        self.symbol = mx.sym.Group([internals[index[n]] for n in names])
+        src, dst = list(source.collect_params().values()), list(block.collect_params().values())
+        if len(src) != len(dst):
+            raise ValueError(f"{source.name} has {len(src)} parameters but {block.name} has {len(dst)}")
+        self.params = [(d.name, s, d.shape) for s, d in zip(src, dst)]
+
+
+class PathPieces:
+    """The parts of the paths of one supernet, each traced once and reused by every path that
+    contains it (a search revisits the same blocks at the same widths all the time)."""
+
+    def __init__(self, supernet):
+        self.supernet, self._cache = supernet, {}
+
+    def path(self, arch):
+        net, space = self.supernet, self.supernet.space
+        sources = net.path_blocks(arch)              # (also checks that arch is of this space)
+        pieces = [self._get("stem", lambda: Stem(space, prefix="stem_"), net.stem)]
+        for p, (b, mid, source) in enumerate(zip(arch.blocks, arch.mids, sources)):
+            pieces.append(self._get((p, b, mid), lambda: ChoiceBlock(
+                space.block_choices[b], space.positions[p], mid, prefix=f"p{p}b{b}m{mid}_"), source))
+        pieces.append(self._get("head", lambda: Head(space, prefix="head_"), net.head))
+        return pieces
+
+    def _get(self, key, make, source):
+        if key not in self._cache:
+            self._cache[key] = _Piece(make(), source)
+        return self._cache[key]
+
+
+class PathGraph:
+    """The path `arch` of `supernet` as one cached static graph with copies of its weights on every
+    context; `calibrate` sets its BN statistics, `predict` runs it. Its parts are the blocks a
+    SubNet of `arch` is made of, so it computes what the extracted SubNet computes."""
+
+    def __init__(self, supernet, arch, contexts, pieces=None):
+        self.contexts = list(contexts)
+        pieces = (pieces or PathPieces(supernet)).path(arch)
+        x, means, inv_stds, self.bns = mx.sym.var("data"), [], [], []
+        for piece in pieces:
+            out, k = piece.symbol(data=x), len(piece.bns)
+            x = out[0]
+            means += [out[1 + i] for i in range(k)]
+            inv_stds += [out[1 + k + i] for i in range(k)]
+            self.bns += [bn[1:] for bn in piece.bns]
+        outputs = [x] + ([mx.sym.concat(*means, dim=0), mx.sym.concat(*inv_stds, dim=0)] if means else [])
         group = mx.sym.Group(outputs)
         self.op = mx.nd.CachedOp(group)
         self.inputs = group.list_inputs()
-        self.arrays = _path_arrays(supernet, arch, template, self.contexts)
-        aux = {a for _, m, v, _ in self.bns for a in (m, v)}
-        self.channels = [self.arrays[self.contexts[0]][m].shape[0] for _, m, _, _ in self.bns]
+        self.arrays = _path_arrays(pieces, supernet, self.contexts)
+        self.channels = [self.arrays[self.contexts[0]][m].shape[0] for m, _, _ in self.bns]
         self.eps = np.repeat([e for *_, e in self.bns], self.channels)
         for ctx in self.contexts:    # own copies: training-mode BN may write its aux inputs
-            for name in aux:
-                self.arrays[ctx][name] = self.arrays[ctx][name].copy()
+            for m, v, _ in self.bns:
+                self.arrays[ctx][m], self.arrays[ctx][v] = self.arrays[ctx][m].copy(), self.arrays[ctx][v].copy()
 
     def _run(self, x, ctx):
         arrays = self.arrays[ctx]
@@ -234,7 +276,7 @@ class PathGraph:
         mean = total_mean / images
         var = np.maximum(total_sq / images - mean * mean, 0.0)
         start = 0
-        for (_, mean_name, var_name, _), c in zip(self.bns, self.channels):
+        for (mean_name, var_name, _), c in zip(self.bns, self.channels):
             for ctx in self.contexts:
                 self.arrays[ctx][mean_name][:] = mean[start:start + c]
                 self.arrays[ctx][var_name][:] = var[start:start + c]
@@ -244,7 +286,7 @@ class PathGraph:
     def running_stats(self):
         """{(running mean name, running var name): (mean, var)} as numpy arrays (for tests)."""
         arrays = self.arrays[self.contexts[0]]
-        return {(m, v): (arrays[m].asnumpy(), arrays[v].asnumpy()) for _, m, v, _ in self.bns}
+        return {(m, v): (arrays[m].asnumpy(), arrays[v].asnumpy()) for m, v, _ in self.bns}
 
     def predict(self, data):
         """Logits of `data` (inference mode, running statistics), gathered on the CPU."""
@@ -261,20 +303,15 @@ class PathGraph:
         return right, seen
 
 
-def _path_arrays(supernet, arch, template, contexts):
-    """{ctx: {parameter name of `template`: NDArray}}: the supernet's weights of the path, cut to
-    the path's widths with slice_axis (never views: oneDNN keeps weights in blocked layouts)."""
-    pairs = [(supernet.stem, template.stem), (supernet.head, template.head)]
-    pairs += list(zip(supernet.path_blocks(arch), template.features))
+def _path_arrays(pieces, supernet, contexts):
+    """{ctx: {parameter name: NDArray}}: the supernet's weights of the path, cut to the path's
+    widths with slice_axis (never views: oneDNN keeps weights in blocked layouts)."""
     source_ctx = supernet.stem.collect_params().list_ctx()[0]
     arrays = {ctx: {} for ctx in contexts}
-    for source, target in pairs:
-        src, dst = list(source.collect_params().items()), list(target.collect_params().items())
-        if len(src) != len(dst):
-            raise ValueError(f"{source.name} has {len(src)} parameters but {target.name} has {len(dst)}")
-        for (_, s), (name, d) in zip(src, dst):
-            data = s.data(source_ctx)
-            for axis, size in enumerate(d.shape):
+    for piece in pieces:
+        for name, param, shape in piece.params:
+            data = param.data(source_ctx)
+            for axis, size in enumerate(shape):
                 if data.shape[axis] != size:
                     data = mx.nd.slice_axis(data, axis=axis, begin=0, end=size)
             for ctx in contexts:
@@ -291,11 +328,12 @@ class CandidateEvaluator:
             raise UserError("the search split is empty; hold out some images with --search-val-images")
         self.supernet, self.data, self.contexts = supernet, data, list(contexts)
         self.batch_size = batch_size
+        self.pieces = PathPieces(supernet)
 
     def evaluate(self, arch):
         """{accuracy, correct, images, extract_seconds, recal_seconds, eval_seconds} of `arch`."""
         t0 = time.perf_counter()
-        graph = PathGraph(self.supernet, arch, self.contexts)
+        graph = PathGraph(self.supernet, arch, self.contexts, self.pieces)
         t1 = time.perf_counter()
         graph.calibrate(self.data.calibration.batches(self.batch_size))
         t2 = time.perf_counter()

@@ -10,7 +10,7 @@ from oneshot_nas.constraints import Constraints, CostModel, Objective
 from oneshot_nas.counting import Counts, count_ops
 from oneshot_nas.data import embedded_digits, load_slice
 from oneshot_nas.errors import UserError
-from oneshot_nas.evaluate import (CandidateEvaluator, ImageSlice, PathGraph, SupernetScorer,
+from oneshot_nas.evaluate import (CandidateEvaluator, ImageSlice, PathGraph, PathPieces, SupernetScorer,
                                   Workers, decode_images, plan_search_split,
                                   prepare_search_data)
 from oneshot_nas.sampling import arch_genes
@@ -38,11 +38,6 @@ def supernet():
     return net
 
 
-def _stats_by_role(params):
-    """{parameter name without the network prefix: value} of BN running statistics."""
-    return {k.split("_", 1)[1]: v.data().asnumpy() for k, v in params.items() if "running" in k}
-
-
 @pytest.mark.parametrize("contexts", CONTEXTS, ids=["1ctx", "2ctx"])
 def test_recalibration_sets_the_exact_statistics_of_the_whole_slice(supernet, contexts, rng):
     space = supernet.space
@@ -65,13 +60,11 @@ def test_recalibration_sets_the_exact_statistics_of_the_whole_slice(supernet, co
     sub = extract_subnet(supernet, arch)
     parts = [p for x in data for p in mx.gluon.utils.split_and_load(x, contexts, even_split=False)]
     recalibrate_bn(sub, [p.as_in_context(mx.cpu()) for p in parts])
-    expected = _stats_by_role(sub.collect_params())
-    ours = {}
-    for (m, v), (a, b) in stats.items():
-        ours[m.split("_", 1)[1]], ours[v.split("_", 1)[1]] = a, b
-    assert set(ours) == set(expected) and len(ours) > 60
-    for k in expected:
-        np.testing.assert_allclose(ours[k], expected[k], rtol=2e-3, atol=1e-5, err_msg=k)
+    expected = [(k, v.data().asnumpy()) for k, v in sub.collect_params().items() if "running" in k]
+    ours = [a for pair in stats.values() for a in pair]          # mean, var of each BN, in order
+    assert len(ours) == len(expected) > 60
+    for got, (name, want) in zip(ours, expected):
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-5, err_msg=name)
     # the statistics did change from the supernet's
     supernet_stem = supernet.stem.conv.bn.running_mean.data().asnumpy()
     assert not np.allclose(mean, supernet_stem, atol=1e-3)
@@ -83,16 +76,21 @@ def test_recalibration_sets_the_exact_statistics_of_the_whole_slice(supernet, co
     np.testing.assert_allclose(graph.predict(x).asnumpy(), sub(x).asnumpy(), rtol=1e-3, atol=1e-4)
 
 
-def test_a_different_path_gives_a_different_output(supernet, rng):
+def test_paths_share_traced_parts_and_still_differ(supernet, rng):
     a = random_arch(supernet.space, rng)
-    b = type(a)(a.space, a.blocks, [(c + 3) % a.space.num_scales for c in a.channels])
+    b = type(a)(a.space, a.blocks, a.channels[:10] + tuple((c + 3) % 10 for c in a.channels[10:]))
     x = mx.nd.array(rng.normal(size=(8, 3, 32, 32)))
-    outs = []
-    for arch in (a, b):
-        graph = PathGraph(supernet, arch, [mx.cpu()])
+    pieces, outs = PathPieces(supernet), []
+    for arch in (a, b, a):
+        graph = PathGraph(supernet, arch, [mx.cpu()], pieces)
         graph.calibrate([x])
         outs.append(graph.predict(x).asnumpy())
-    assert not np.allclose(*outs)
+    assert len(pieces._cache) == 2 + 20 + 10          # stem, head, a's blocks, b's 10 others
+    assert not np.allclose(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
+    fresh = PathGraph(supernet, b, [mx.cpu()])
+    fresh.calibrate([x])
+    np.testing.assert_array_equal(fresh.predict(x).asnumpy(), outs[1])
 
 
 @pytest.fixture(scope="module")
