@@ -229,19 +229,24 @@ def export_onnx(symbol_file, params_file, path, x, expected):
         mx.onnx.export_model(sym, {**args, **auxs}, in_shapes=[(1,) + shape], in_types=[np.float32],
                              onnx_file_path=str(path), dynamic=True,
                              dynamic_input_shapes=[(None,) + shape])
-    _tidy_onnx(path)
+    _tidy_onnx(path, expected.shape[1])
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.asnumpy().astype(np.float32)})[0]
     return [Path(path)], compare("onnx (onnxruntime)", got, expected)
 
 
-def _tidy_onnx(path):
+def _tidy_onnx(path, num_classes):
     """Drop what mx.onnx leaves behind: weights also listed as graph inputs (which keeps runtimes
     from folding constants, and makes onnxruntime warn once per weight) and unused initializers
-    (the `split` axes it converts to attributes)."""
+    (the `split` axes it converts to attributes). Name the dynamic batch dimension 'batch' and
+    state the output's class dimension, which the exporter leaves blank."""
     onnx = require("onnx", "onnx==1.14.1")
     model = onnx.load(str(path))
     graph = model.graph
+    graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    out = graph.output[0].type.tensor_type.shape.dim
+    out[0].dim_param = "batch"
+    out[1].dim_value = num_classes
     weights = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in weights]
     del graph.input[:]

@@ -56,3 +56,16 @@ def test_the_int8_model_is_quantized(trained):
 def test_calibration_mode_is_checked():
     with pytest.raises(ValueError, match="calib_mode"):
         quantize.quantize_symbol(None, {}, {}, mx.nd.zeros((1, 3, 4, 4)), calib_mode="minmax")
+
+
+def test_predict_reads_the_int8_model(trained, tmp_path):
+    from oneshot_nas import predict
+    from tests.test_predict import write_images
+    dataset, out = trained[2], trained[3]
+    images = write_images(dataset, tmp_path, 40)
+    truth = [path.stem.split("digit")[1] for path in images]
+    top = {kind: [best[0][0] for _, best in predict.predict(out / f"digits{kind}-symbol.json", images,
+                                                             crop_ratio=1.0)]
+           for kind in ("", "-int8")}
+    assert sum(a == b for a, b in zip(top["-int8"], truth)) >= 0.6 * len(images)   # reads digits
+    assert sum(a == b for a, b in zip(top["-int8"], top[""])) >= 0.8 * len(images)  # as fp32 does
