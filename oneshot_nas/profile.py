@@ -196,7 +196,7 @@ def _sigmoid_source(graph, nid):
 def _fusions(graph):
     """{head node id: (kind, member ids)}: x*hard_sigmoid(x), x*sigmoid(x), composite hard-sigmoid."""
     fused = {}
-    for nid, node in enumerate(graph.nodes):
+    for nid in range(len(graph.nodes)):
         found = _hard_sigmoid_source(graph, nid)
         if found and len(found[1]) > 1:
             fused[nid] = ("hard_sigmoid", found[1])
