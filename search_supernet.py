@@ -60,7 +60,7 @@ def parse_args(argv):
                    help="rank on the validation set instead (the final validation figure is then optimistic)")
     g = p.add_argument_group("devices")
     g.add_argument("--gpus", default="", help="GPU ids like 0,1; empty for the CPU")
-    g.add_argument("--batch-size", type=int, default=128, help="images per step, split over devices")
+    g.add_argument("--batch-size", type=int, default=128, help="images per device per step")
     g.add_argument("--kv-store", default="none", choices=("none", "dist_sync", "dist_device_sync"),
                    help="dist_*: each worker of MXNet's launcher scores its share of a generation")
     g = p.add_argument_group("strategy")
@@ -101,7 +101,7 @@ def parse_args(argv):
     g.add_argument("--cost-metric", default="macs", choices=("macs", "params", "score", "latency_ms"))
     g.add_argument("--cost-weight", type=float, default=0.1)
     g = p.add_argument_group("outputs")
-    g.add_argument("--save-dir", default="logs/search", help="the run folder")
+    g.add_argument("--save-dir", help="the run folder (default: logs/search-SPACE)")
     g.add_argument("--models-dir", default="models")
     g.add_argument("--topk-save", type=int, default=5, help="architectures saved as models/<run>-<i>.json")
     g.add_argument("--resume", action="store_true", help="continue the search in --save-dir")
@@ -251,38 +251,58 @@ def open_run(args, chief):
 
 def main(argv=None):
     args = parse_args(argv)
-    import numpy as np
     from oneshot_nas.evaluate import CandidateEvaluator, SupernetScorer, Workers, load_search_data
-    from oneshot_nas.search import genetic_search, random_search
     from oneshot_nas.zero_cost import BNScores
 
     setup_logging()
     workers = Workers(_kvstore(args.kv_store))
-    chief, who = workers.rank == 0, (f"[worker {workers.rank}/{workers.size}] " if workers.size > 1 else "")
+    chief = workers.rank == 0
     contexts = contexts_from(args.gpus)
     error = None
     try:       # bad input stops every worker, not only the one that sees it
         s = setup(args, contexts, workers)
+        args.save_dir = args.save_dir or f"logs/search-{s['space'].name}"
         records = previous_records(args)
         run = open_run(args, chief)
     except UserError as err:
         error = err
     if not workers.all_ok(error is None):
         raise error or UserError("another worker stopped on bad input (see its message)")
-    space, costs, objective = s["space"], s["costs"], s["objective"]
-    log.info("%ssearching %s (%s): budget %s; objective %s", who, args.supernet, space.name,
-             s["constraints"].describe(), objective.describe())
+    log.info("%ssearching %s (%s): budget %s; objective %s", _who(workers), args.supernet, s["space"].name,
+             s["constraints"].describe(), s["objective"].describe())
     evaluator = None
     if s["plan"] is not None:
-        data = load_search_data(s["dataset"], s["plan"], space.input_size, progress=chief)
-        evaluator = CandidateEvaluator(s["supernet"], data, contexts, args.batch_size)
-    bn_scores = BNScores(s["supernet"])
-    scorer = SupernetScorer(space, costs, objective, bn_scores,
+        data = load_search_data(s["dataset"], s["plan"], s["space"].input_size, progress=chief)
+        evaluator = CandidateEvaluator(s["supernet"], data, contexts, args.batch_size * len(contexts))
+    s["bn_scores"] = BNScores(s["supernet"])
+    scorer = SupernetScorer(s["space"], s["costs"], s["objective"], s["bn_scores"],
                             evaluator if args.score == "acc" else None, workers, progress=chief)
     started = time.time()
+    history = evolve(args, s, scorer, records, run if chief else None, workers)
+    ranked = history.ranked()
+    if args.score == "bn" and args.rescore > 0:
+        ranked = _rescore(ranked[:args.rescore], records, run if chief else None, s, evaluator, workers)
+    tau = _tau(ranked if args.score == "bn" else history.records)
+    summary = _summary(args, history, ranked, tau, s["constraints"], s["objective"], time.time() - started)
+    log.info("%sbest: %s score %.4f", _who(workers), ranked[0]["arch"], ranked[0]["score"])
+    if chief:
+        summary["saved"] = [str(p) for p in _save_models(ranked[:args.topk_save], args, s["space"])]
+        run.file("summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if not args.no_plots:
+            from oneshot_nas.search_plots import plot_search
+            plot_search(run.read("search.jsonl"), run.path, title=f"{run.path.name}: {s['space'].name}")
+        print(_table(ranked[:max(args.topk_save, 1)], tau, args))
+    return summary
+
+
+def evolve(args, s, scorer, records, run, workers):
+    """Run the strategy; new records go to search.jsonl as they come (when `run` is given)."""
+    import numpy as np
+    from oneshot_nas.search import genetic_search, random_search
+    who, space = _who(workers), s["space"]
 
     def on_scored(new):
-        if chief:    # the arch string says all the genes do
+        if run is not None:    # the arch string says all the genes do
             for r in new:
                 run.append({"stage": "search", **{k: v for k, v in r.items() if k not in ("key", "genes")}},
                            "search.jsonl")
@@ -301,28 +321,15 @@ def main(argv=None):
                   generations=args.generations, key_fn=lambda g: str(_arch(space, g)), cache=cache,
                   max_tries=args.max_tries, on_scored=on_scored, on_generation=on_generation)
     rng = np.random.default_rng(args.seed)
-    if args.strategy == "genetic":
-        history = genetic_search(s["choices"], rng, topk=args.topk, crossover_num=args.crossover,
-                                 mutation_num=args.mutation, mutation_prob=args.mutation_prob,
-                                 random_select=args.random_select, **common)
-    else:
-        history = random_search(s["choices"], rng, **common)
+    if args.strategy == "random":
+        return random_search(s["choices"], rng, **common)
+    return genetic_search(s["choices"], rng, topk=args.topk, crossover_num=args.crossover,
+                          mutation_num=args.mutation, mutation_prob=args.mutation_prob,
+                          random_select=args.random_select, **common)
 
-    ranked = history.ranked()
-    if args.score == "bn" and args.rescore > 0:
-        ranked = _rescore(ranked[:args.rescore], records, run if chief else None, space, costs, objective,
-                          bn_scores, evaluator, workers)
-    tau = _tau(ranked if args.score == "bn" else history.records)
-    summary = _summary(args, history, ranked, tau, s["constraints"], objective, time.time() - started)
-    log.info("%sbest: %s score %.4f", who, ranked[0]["arch"], ranked[0]["score"])
-    if chief:
-        summary["saved"] = [str(p) for p in _save_models(ranked[:args.topk_save], args, space)]
-        run.file("summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if not args.no_plots:
-            from oneshot_nas.search_plots import plot_search
-            plot_search(run.read("search.jsonl"), run.path, title=f"{run.path.name}: {space.name}")
-        print(_table(ranked[:max(args.topk_save, 1)], tau, args))
-    return summary
+
+def _who(workers):
+    return f"[worker {workers.rank}/{workers.size}] " if workers.size > 1 else ""
 
 
 def _kvstore(kind):
@@ -340,15 +347,16 @@ def _arch(space, genes):
     return genes_arch(space, genes)
 
 
-def _rescore(top, records, run, space, costs, objective, bn_scores, evaluator, workers):
+def _rescore(top, records, run, s, evaluator, workers):
     """Score the best candidates by BN score again by accuracy (cached across --resume)."""
     from oneshot_nas.evaluate import SupernetScorer
+    from oneshot_nas.space import Architecture
     done = {r["arch"]: r for r in records if r.get("stage") == "rescore"}
     todo = [r for r in top if r["arch"] not in done]
-    scorer = SupernetScorer(space, costs, objective, bn_scores, evaluator, workers, progress=run is not None)
+    scorer = SupernetScorer(s["space"], s["costs"], s["objective"], s["bn_scores"], evaluator, workers,
+                            progress=run is not None)
     scorer.label = "rescoring by accuracy"
-    from oneshot_nas.space import Architecture
-    fresh = scorer([_genes(Architecture.from_str(r["arch"], space)) for r in todo]) if todo else []
+    fresh = scorer([_genes(Architecture.from_str(r["arch"], s["space"])) for r in todo]) if todo else []
     for old, new in zip(todo, fresh):
         new["generation"] = old["generation"]
         done[new["arch"]] = new

@@ -27,6 +27,7 @@ from mxnet import autograd
 from .blocks import ChoiceBlock, Head, Stem
 from .data import MEAN_RGB, STD_RGB
 from .errors import UserError
+from .sampling import genes_arch
 
 log = logging.getLogger(__name__)
 HOLDOUT_SEED = 0            # the search split is the same for every search of a dataset
@@ -407,7 +408,6 @@ class SupernetScorer:
         self.label = "scoring"          # the progress bar's title (the caller names the generation)
 
     def __call__(self, genes_list):
-        from .sampling import genes_arch
         archs = [genes_arch(self.space, g) for g in genes_list]
         rows = np.zeros((len(archs), len(FIELDS) + 1))
         mine = self.workers.mine(len(archs))

@@ -153,7 +153,8 @@ def _infeasible_message(tries, what, nearest):
 
 
 def _fmt(value):
-    if isinstance(value, float) and abs(value) >= 1e4 or isinstance(value, int) and abs(value) >= 1e4:
+    """Counts in millions, small numbers as they are."""
+    if isinstance(value, (int, float)) and abs(value) >= 1e4:
         return f"{value / 1e6:.2f}M"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
