@@ -91,6 +91,8 @@ def compare(fp32, int8, dataset, input_size, batch_sizes=(1, 32), repeats=20, va
     fp32.hybridize(backend="MKLDNN", static_alloc=True, static_shape=True)
     int8.hybridize(static_alloc=True, static_shape=True)
     for kind, block in (("fp32", fp32), ("int8", int8)):
+        log.info("%s: evaluating on %s validation images of %s", kind, val_limit or "all",
+                 dataset.name)
         accuracy, images = top1(block, dataset, input_size, limit=val_limit)
         result[kind] = {"top1": accuracy, "val_images": images}
         for b in batch_sizes:

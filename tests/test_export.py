@@ -68,6 +68,8 @@ def test_onnx_graph_keeps_weights_out_of_its_inputs(tmp_path):
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"  # dynamic
     assert model.graph.output[0].type.tensor_type.shape.dim[1].dim_value == SPACES["tiny"].num_classes
     assert not (tmp_path / "out" / "net-symbol.json").exists()   # the symbol was only a step
+    summary = json.loads((tmp_path / "out" / "net-export.json").read_text())
+    assert summary["checks"]["symbol"]["ok"] and all("symbol" not in f for f in summary["files"])
 
 
 @pytest.mark.parametrize("codes, shape", [
@@ -146,3 +148,15 @@ def test_the_command_line_prints_one_line_not_a_traceback(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(root)})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: model file {tmp_path / 'nope.params'} does not exist"]
+
+
+def test_checks_run_on_validation_images_or_on_noise_when_the_data_does_not_fit(tmp_path):
+    _, path = saved_subnet(tmp_path)
+    assert export.main([str(path)])["check_inputs"] == "4 validation images of digits"
+    five = SPACES["tiny-plain"].derive("tiny-five", num_classes=5)    # the digits have 10 classes
+    net = randomised_subnet(random_arch(five, np.random.default_rng(8)), 8)
+    path = save_model(net, tmp_path / "five" / "net.params")
+    summary = export.main([str(path), "--to", "symbol,onnx"])
+    assert summary["ok"] and summary["check_inputs"] == "4 Gaussian-noise inputs"
+    with pytest.raises(UserError, match="the data has 10 classes but the model has 5"):
+        export.main([str(path), "--to", "int8"])           # int8 needs data that fits

@@ -17,7 +17,8 @@ from mxnet import autograd
 
 from .. import data
 from ..export import export
-from ..space import Architecture, get_space
+from ..bn_calib import recalibrate_bn
+from ..space import Architecture, load_architecture
 from ..subnet import SubNet
 
 # One fixed architecture, so figures compare across machines: mixed blocks, mid widths.
@@ -58,6 +59,18 @@ def train_digits(arch, epochs=8, batch_size=64, lr=0.1, seed=0, dataset=None):
     return net, evaluate(net, dataset, size)
 
 
+def untrained(arch, images=256, seed=0):
+    """A randomly initialised SubNet whose BN statistics are estimated on training images (so
+    activations, and hence int8 ranges, are of realistic size)."""
+    mx.random.seed(seed)
+    dataset = data.resolve_dataset(num_classes=arch.space.num_classes)
+    x, _ = data.load_slice(dataset, dataset.train, images, arch.space.input_size)
+    net = SubNet(arch)
+    net.initialize(mx.init.MSRAPrelu())
+    recalibrate_bn(net, [x[i:i + 32] for i in range(0, len(x), 32)])
+    return net
+
+
 def evaluate(net, dataset, input_size, batch_size=64):
     correct = seen = 0
     for batch in data.val_iter(dataset, batch_size, input_size):
@@ -76,17 +89,27 @@ def main(argv=None):
     parser.add_argument("--calib-mode", choices=("naive", "entropy"), default="naive")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--merge-bn", action="store_true")
+    parser.add_argument("--untrained", action="store_true",
+                        help="latency only: skip training (random weights, BN statistics estimated "
+                             "on training images), e.g. for --arch models/oneshot+.json at 224 px")
+    parser.add_argument("--val-images", type=int, help="evaluate on at most this many images")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    arch = Architecture.from_str(args.arch, get_space(args.arch.split("_")[0]))
+    arch = (load_architecture(args.arch) if args.arch.endswith(".json")
+            else Architecture.from_str(args.arch))
     start = time.perf_counter()
-    net, accuracy = train_digits(arch, epochs=args.epochs)
-    print(f"{arch}: trained {args.epochs} epochs in {time.perf_counter() - start:.1f} s, "
-          f"val top-1 {100 * accuracy:.2f}%")
+    if args.untrained:
+        net = untrained(arch)
+        print(f"{arch}: untrained (top-1 below is meaningless; the latencies are the point)")
+    else:
+        net, accuracy = train_digits(arch, epochs=args.epochs)
+        print(f"{arch}: trained {args.epochs} epochs in {time.perf_counter() - start:.1f} s, "
+              f"val top-1 {100 * accuracy:.2f}%")
     with tempfile.TemporaryDirectory() as tmp:
         summary = export(net, name="bench", out_dir=Path(tmp), targets=["int8"],
                          merge_bn=args.merge_bn, calib_batches=args.calib_batches,
-                         calib_mode=args.calib_mode, latency_repeats=args.repeats)
+                         calib_mode=args.calib_mode, latency_repeats=args.repeats,
+                         val_images=args.val_images)
     q = summary["checks"]["int8"]
     print(f"{'model':6s} {'top-1':>8s} {'batch 1 ms':>11s} {'batch 32 ms':>12s}")
     for kind in ("fp32", "int8"):
