@@ -19,7 +19,7 @@ from oneshot_nas.path_sampler import SAMPLERS, PathSampler
 from oneshot_nas.sampling import Budget, parse_range
 from oneshot_nas.schedule import LR_MODES, channel_schedule, describe_channel_schedule
 from oneshot_nas.session import check_run_dir, finish_run, open_run, rebase, resolve_space
-from oneshot_nas.space import PRESETS, load_architecture
+from oneshot_nas.space import PRESETS, Architecture, load_architecture
 from oneshot_nas.supernet import SuperNet
 from oneshot_nas.train import INITIALIZERS, OPTIMIZERS, Settings, SupernetTask, fit, initialize
 from oneshot_nas.validation import calibration_batches
@@ -141,6 +141,9 @@ def build_parser():
     sup.add_argument("--constraint-sampler", choices=SAMPLERS, default="uniform",
                      help="with a budget: capped rejection (uniform) or even coverage (strolling)")
     sup.add_argument("--reference-arch", help="an architecture JSON also validated every epoch")
+    sup.add_argument("--inherit-epochs", type=int, default=0,
+                     help="train one path alone for this many epochs (--reference-arch, else every "
+                          "position at block 0 and full width), then copy it into every candidate")
     sup.add_argument("--val-paths", type=int, default=5, help="random paths validated every epoch")
     sup.add_argument("--calib-images", type=int, default=1000,
                      help="training images that re-estimate each validated path's BN statistics")
@@ -156,6 +159,8 @@ def main(argv=None):
     budget = Budget.of(macs=parse_range(args.flops_range, "--flops-range"),
                        paper_params=parse_range(args.params_range, "--params-range"))
     plan = channel_schedule(space, args.num_epochs, args.epoch_start_cs, args.cs_warm_up)
+    if not 0 <= args.inherit_epochs < args.num_epochs:
+        raise UserError(f"--inherit-epochs {args.inherit_epochs} must be within 0..--num-epochs - 1")
     sync = Sync(args.kv_store, device_count(args.gpus))
 
     def prepare():
@@ -178,7 +183,12 @@ def main(argv=None):
     net.hybridize(static_alloc=True)
     calibration = calibration_batches(dataset, args.calib_images, space.input_size, args.batch_size,
                                       dtype=args.dtype)
-    task = SupernetTask(net, sampler, plan, calibration, args.val_paths, reference, args.seed)
+    if args.inherit_epochs:   # the path trained first is also validated every epoch
+        reference = reference or Architecture.largest(space)
+        span = "epoch 0" if args.inherit_epochs == 1 else f"epochs 0-{args.inherit_epochs - 1}"
+        log.info("%s train %s alone; then it is copied into every candidate", span, reference)
+    task = SupernetTask(net, sampler, plan, calibration, args.val_paths, reference, args.seed,
+                        args.inherit_epochs, reference)
     history = fit(task, dataset, settings, contexts, sync, run=run, save_dir=args.save_dir, resume=args.resume,
                   stop_after=args.stop_after_epoch, progress=False if args.no_progress else None)
     dump_worker_params(net, args.dump_worker_params, sync)

@@ -22,6 +22,7 @@ from mxnet import autograd
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from .data import train_iter, val_iter
 from .errors import UserError
+from .inherit import inherit_from_path
 from .path_sampler import fixed_paths
 from .schedule import LRSchedule, allowed_scales
 from .supernet import SuperNet
@@ -129,16 +130,26 @@ def epoch_seed(seed, epoch, rank):
 # ----- what is trained -----------------------------------------------------------------------------
 class SupernetTask:
     """A supernet trained on one sampled path per step and validated on a few paths, each with its
-    own recalibrated BatchNorm statistics (and on `reference` if given)."""
+    own recalibrated BatchNorm statistics (and on `reference` if given).
+
+    With `inherit_epochs` > 0, the first epochs train the path `inherit_path` alone; at the start
+    of epoch `inherit_epochs` it is copied into every other candidate (oneshot_nas.inherit) and
+    uniform sampling takes over (without it, small supernets sit at chance for thousands of steps).
+    """
     kind = "supernet"
 
-    def __init__(self, net, sampler, plan, calibration, val_paths=5, reference=None, seed=0):
+    def __init__(self, net, sampler, plan, calibration, val_paths=5, reference=None, seed=0,
+                 inherit_epochs=0, inherit_path=None):
         if len(calibration) == 0:
             raise UserError("--calib-images must be at least 1: paths are validated after BN recalibration")
+        if inherit_epochs and inherit_path is None:
+            raise ValueError("inherit_epochs needs the path to train first")
         self.net, self.sampler, self.plan = net, sampler, plan
         self.calibration, self.val_paths, self.reference, self.seed = calibration, val_paths, reference, seed
+        self.inherit_epochs, self.inherit_path = inherit_epochs, inherit_path
         self.space = net.space
         self.constrained = False
+        self.fixed = False
         fixed = [self._trainable(net.stem), self._trainable(net.head)]
         self._fixed = [p for ps in fixed for p in ps]
         self._candidates = [[self._trainable(b) for b in row] for row in net.candidates]
@@ -149,10 +160,17 @@ class SupernetTask:
 
     def start_epoch(self, epoch):
         self.constrained = self.sampler.start_epoch(self.plan[epoch])
-        return {"scales": allowed_scales(self.space, self.plan[epoch]), "constrained": self.constrained}
+        self.fixed = epoch < self.inherit_epochs
+        if self.inherit_epochs and epoch == self.inherit_epochs:   # also right after a resume
+            inherit_from_path(self.net, self.inherit_path)
+        stage = {"scales": allowed_scales(self.space, self.plan[epoch]), "constrained": self.constrained}
+        if self.fixed:
+            stage = {"path": str(self.inherit_path), "scales": sorted(set(self.inherit_path.scales)),
+                     "constrained": False}
+        return stage
 
     def draw(self, rng):
-        return self.sampler(rng)
+        return self.inherit_path if self.fixed else self.sampler(rng)
 
     def forward(self, x, arch):
         return self.net(x, arch)
@@ -176,6 +194,7 @@ class SupernetTask:
 
     def describe(self):
         return {"kind": self.kind, "space": self.space.to_dict(), "plan": [list(ids) for ids in self.plan],
+                "inherit": [self.inherit_epochs, str(self.inherit_path) if self.inherit_epochs else None],
                 "budget": [[k, list(v)] for k, v in self.sampler.budget.ranges] if self.sampler.budget else [],
                 "sampler": self.sampler.kind}
 
@@ -237,6 +256,29 @@ def train_step(task, trainer, batch, contexts, arch, sync, global_batch, smoothi
         totals[i][1] += (o.argmax(axis=1) == y.astype(o.dtype)).astype("float32").sum()
 
 
+def train_epoch(task, trainer, batches, steps, contexts, sync, rng, lr_at, update, smoothing=0.0, bar=None):
+    """`steps` updates on batches from `batches` (an MXNet DataIter), one drawn path each; returns
+    the update count after them and the per-device (loss sum, top-1 hits) NDArrays. Waits for the
+    last update to finish, so the time around it is the time of the steps."""
+    totals = [[mx.nd.zeros(1, ctx=c), mx.nd.zeros(1, ctx=c)] for c in contexts]
+    images_per_step = batches.batch_size * sync.num_workers
+    for i in range(steps):
+        batch = _next(batches)
+        lr = lr_at(update)
+        trainer.set_learning_rate(lr)
+        train_step(task, trainer, batch, contexts, task.draw(rng), sync, images_per_step, smoothing, totals)
+        update += 1
+        if bar is not None:
+            bar.update(1)
+            if i % 10 == 9 or i == steps - 1:
+                seen = (i + 1) * batches.batch_size
+                bar.set_postfix(loss=f"{sum(t[0].asscalar() for t in totals) / seen:.3f}", lr=f"{lr:.4g}")
+    mx.nd.waitall()
+    if bar is not None:
+        bar.close()
+    return update, totals
+
+
 def fit(task, dataset, settings, contexts, sync, run=None, save_dir=None, resume=False,
         stop_after=None, input_size=None, progress=None):
     """Train `task` for `settings.num_epochs` epochs; returns the per-epoch records.
@@ -281,25 +323,11 @@ def fit(task, dataset, settings, contexts, sync, run=None, save_dir=None, resume
         mx.random.seed(epoch_seed(settings.seed, epoch, sync.rank))
         batches = train_iter(dataset, per_worker, input_size, settings.threads, seed=settings.seed + epoch,
                              num_parts=sync.num_workers, part_index=sync.rank, dtype=settings.dtype)
-        totals = [[mx.nd.zeros(1, ctx=c), mx.nd.zeros(1, ctx=c)] for c in contexts]
         bar = _bar(steps, epoch, sync.is_chief, progress)
         tic = time.perf_counter()
-        for i in range(steps):
-            batch = _next(batches)
-            lr = lr_at(update)
-            trainer.set_learning_rate(lr)
-            train_step(task, trainer, batch, contexts, task.draw(rng), sync, per_worker * sync.num_workers,
-                       settings.label_smoothing, totals)
-            update += 1
-            if bar is not None:
-                bar.update(1)
-                if i % 10 == 9 or i == steps - 1:
-                    bar.set_postfix(loss=f"{sum(t[0].asscalar() for t in totals) / ((i + 1) * per_worker):.3f}",
-                                    lr=f"{lr:.4g}")
-        mx.nd.waitall()
+        update, totals = train_epoch(task, trainer, batches, steps, contexts, sync, rng, lr_at, update,
+                                     settings.label_smoothing, bar)
         seconds = time.perf_counter() - tic
-        if bar is not None:
-            bar.close()
         del batches
         loss_sum, hits = sync.sum([sum(t[0].asscalar() for t in totals), sum(t[1].asscalar() for t in totals)])
         sync.average_data(running_stats)
@@ -311,8 +339,9 @@ def fit(task, dataset, settings, contexts, sync, run=None, save_dir=None, resume
         history.append(record)
         if run is not None:
             save_checkpoint(run.path, net, trainer, {
-                "epoch": epoch, "update": update, "num_epochs": settings.num_epochs, "rng": rng.bit_generator.state,
-                "task": task.state_dict(), "fingerprint": fingerprint, "history": history})
+                "epoch": epoch, "update": update, "num_epochs": settings.num_epochs,
+                "rng": rng.bit_generator.state, "task": task.state_dict(), "fingerprint": fingerprint,
+                "history": history})
             run.append(record)
         log.info("epoch %d: %s", epoch, _summary(record))
     return history

@@ -27,7 +27,9 @@ SETTINGS = Settings(num_epochs=2, batch_size=32, lr=0.1, lr_mode="cosine", warmu
 
 
 def make_task(kind, small):
-    """A fresh task, as a new process would build it (new blocks, new sampler)."""
+    """A fresh task, as a new process would build it (new blocks, new sampler). 'supernet-inherit'
+    trains one path in epoch 0 and copies it into every candidate when epoch 1 starts, which after
+    a resume happens to the loaded weights."""
     space = get_space("tiny")
     if kind == "subnet":
         net = SubNet(Architecture(space, [1] * 20, [6] * 20))
@@ -41,14 +43,16 @@ def make_task(kind, small):
     # sampler's archive and cycle carry over the resume
     plan = channel_schedule(space, SETTINGS.num_epochs, epoch_start_cs=1, warm_up=True)
     sampler = PathSampler(space, LookupTable.load(space), Budget.of(macs=(0.7e6, 1.0e6)), "strolling")
-    return SupernetTask(net, sampler, plan, calibration_batches(small, 64, 32, 32), val_paths=2, seed=3)
+    inherit = 1 if kind == "supernet-inherit" else 0
+    return SupernetTask(net, sampler, plan, calibration_batches(small, 64, 32, 32), val_paths=2, seed=3,
+                        inherit_epochs=inherit, inherit_path=Architecture.largest(space) if inherit else None)
 
 
 def params_of(net):
     return {name: p.data().asnumpy() for name, p in net._collect_params_with_prefix().items()}
 
 
-@pytest.mark.parametrize("kind", ["supernet", "subnet"])
+@pytest.mark.parametrize("kind", ["supernet", "supernet-inherit", "subnet"])
 def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_path):
     sync = Sync("device")
     straight = make_task(kind, small)
@@ -72,9 +76,10 @@ def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_pat
     for ra, rb in zip(history_a, history_b):
         assert ra["loss"] == rb["loss"] and ra["lr"] == rb["lr"]
         assert ra.get("val_paths") == rb.get("val_paths")
-    if kind == "supernet":
+    if kind.startswith("supernet"):
         assert [r["scales"] for r in history_b] == [[2.0], [1.8, 2.0]]   # the warm-up stage survived
         assert resumed.sampler.state_dict() == straight.sampler.state_dict()
+        assert ("path" in history_b[0]) == (kind == "supernet-inherit")
 
 
 def test_resume_refuses_changed_settings(small, tmp_path):

@@ -184,3 +184,19 @@ def test_validation_scores_recalibrated_copies_and_counts_every_image(small, rng
     for _ in range(2):
         assert evaluate(net, val_batches, [mx.cpu()], Sync("device"),
                         arch=arch, calibration=calibration)["images"] == len(small.val)
+
+
+def test_inheritance_stage_trains_one_path_then_copies_it_everywhere(rng):
+    space = get_space("tiny")
+    net = supernet_on([mx.cpu()])
+    path = Architecture.largest(space)
+    task = SupernetTask(net, PathSampler(space), channel_schedule(space, 3), calibration=[None],
+                        inherit_epochs=2, inherit_path=path)
+    for epoch in (0, 1):
+        assert task.start_epoch(epoch)["path"] == str(path)
+        assert {task.draw(rng) for _ in range(5)} == {path}
+    snb5 = net.candidates[6][1].main[0].conv.weight      # a stride-1 SNB-5's pointwise conv
+    assert not np.array_equal(snb5.data().asnumpy(), net.candidates[6][0].main[0].conv.weight.data().asnumpy())
+    assert "path" not in task.start_epoch(2)
+    np.testing.assert_array_equal(snb5.data().asnumpy(), net.candidates[6][0].main[0].conv.weight.data().asnumpy())
+    assert len({task.draw(rng) for _ in range(5)}) == 5

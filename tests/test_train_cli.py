@@ -95,7 +95,8 @@ def test_supernet_run_leaves_its_record_and_is_not_overwritten(small, tmp_path, 
     # the saved supernet seeds a retraining
     sub = tmp_path / "inherited"
     train_subnet.main([str(tiny_arch), "--inherit-from", str(save / "supernet.params"), "--num-epochs", "1",
-                       "--batch-size", "32", "-j", "1", "--save-dir", str(sub), "--no-progress"] + rec_flags(small))
+                       "--batch-size", "32", "-j", "1", "--save-dir", str(sub), "--no-progress"]
+                      + rec_flags(small))
     assert read_meta(sub / "tiny-net.params")["record"]["start"].startswith("inherited from")
 
 
