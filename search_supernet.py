@@ -208,17 +208,21 @@ def previous_records(args):
 # ----- running ----------------------------------------------------------------------------------
 def setup(args, contexts, workers):
     """Everything checked before the run folder is touched: the supernet, the genes, the budget
-    (exactly feasible per limit), the objective and the split. Returns a dict of them."""
+    (exactly feasible per limit, then jointly by sampling), the objective and the split. Returns a
+    dict of them."""
+    import numpy as np
     from oneshot_nas.constraints import Constraints, CostModel, LatencyModel, Objective, micronet_reference
     from oneshot_nas.data import resolve_dataset
     from oneshot_nas.evaluate import plan_search_split
+    from oneshot_nas.search import first_feasible
     supernet = load_supernet(args.supernet, contexts, args.space)
     space = supernet.space
     choices = gene_choices(space, args.search, args.fix_blocks_from, args.fix_channels_from)
     latency = LatencyModel.load(args.latency_table, space) if args.latency_table else None
     costs = CostModel(space, reference=micronet_reference(args.baseline), bits=args.bits, latency=latency)
     constraints = Constraints(costs, budget_limits(args))
-    constraints.check_feasible(choices)
+    constraints.check_feasible(choices)           # each limit alone, exactly
+    first_feasible(choices, np.random.default_rng(args.seed), constraints, args.max_tries)   # jointly
     objective = Objective.make(args.objective, constraints, choices, args.cost_metric, args.cost_weight)
     dataset = plan = None
     if args.score == "acc" or args.rescore > 0:

@@ -159,6 +159,13 @@ def _fmt(value):
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def first_feasible(choices, rng, constraint_fn, max_tries=10000):
+    """A random feasible candidate, or the 'gave up ... nearest seen' UserError: a cheap check of
+    a joint budget before any scoring starts."""
+    run = _Run(choices, lambda genes: 0.0, None, constraint_fn, None, None, max_tries, None, None)
+    return run.draw(lambda r: random_genes(run.choices, r), rng, "random candidates", strict=True)
+
+
 def genetic_search(choices, rng, *, score_fn=None, score_many=None, constraint_fn=None,
                    population=50, generations=20, topk=10, crossover_num=25, mutation_num=25,
                    mutation_prob=0.1, random_select=0, key_fn=None, cache=None, max_tries=10000,

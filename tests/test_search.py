@@ -9,7 +9,7 @@ from oneshot_nas.constraints import (Constraints, CostModel, LatencyModel, Objec
 from oneshot_nas.counting import MOBILENETV2_14, Counts, count_ops, micronet_score, space_key
 from oneshot_nas.errors import UserError
 from oneshot_nas.sampling import arch_genes, genes_arch
-from oneshot_nas.search import Verdict, genetic_search, random_search
+from oneshot_nas.search import Verdict, first_feasible, genetic_search, random_search
 from oneshot_nas.space import get_space
 from tests.test_space import random_arch
 
@@ -130,7 +130,10 @@ def test_infeasible_budget_fails_with_the_nearest_values():
     with pytest.raises(UserError, match="gave up after 50"):
         random_search(bench.choices, np.random.default_rng(0), score_fn=bench.score,
                       constraint_fn=lambda g: False, max_tries=50)
+    with pytest.raises(UserError, match="gave up after 70 random candidates: none met cost <= 0"):
+        first_feasible(bench.choices, np.random.default_rng(0), impossible, max_tries=70)
     assert not bench.calls
+    assert bench.feasible(first_feasible(bench.choices, np.random.default_rng(0), bench.feasible)).ok
 
 
 def test_frozen_genes_never_change():
@@ -256,5 +259,7 @@ def test_latency_table_and_baselines(costs, tmp_path, rng):
     p, f = micronet_reference("oneshot")
     assert 3.3e6 < p < 3.6e6 and 5e8 < f < 8e8      # OneShot: 3.4M params, 328M MACs ~ 2x in mults+adds
     assert micronet_reference("mobilenetv2-1.4") == MOBILENETV2_14
+    p, f = micronet_reference("mobilenetv3-large")   # published: 5.4M params, 219M MACs
+    assert 5.3e6 < p < 5.6e6 and 4.2e8 < f < 4.6e8
     with pytest.raises(UserError, match="choose one of"):
         micronet_reference("resnet")

@@ -11,7 +11,8 @@ from oneshot_nas.counting import Counts, count_ops
 from oneshot_nas.errors import UserError
 from oneshot_nas.modelfile import save_model
 from oneshot_nas.runlog import read_jsonl
-from oneshot_nas.space import Architecture, load_architecture
+from oneshot_nas.counting import space_key
+from oneshot_nas.space import Architecture, get_space, load_architecture
 from oneshot_nas.supernet import SuperNet
 
 SMALL = ["--population", "4", "--generations", "2", "--topk", "2", "--crossover", "1", "--mutation",
@@ -36,9 +37,21 @@ def search(tmp_path, supernet_path, *flags, run_name="run"):
     return search_supernet.main(argv)
 
 
-def test_a_search_writes_records_models_plots_and_a_table(tmp_path, supernet_path, capsys):
+def latency_table(path, space, rng):
+    blocks = rng.uniform(0.01, 0.1, (space.num_positions, space.num_blocks, space.num_scales))
+    path.write_text(json.dumps({
+        "format": "oneshot-nas-latency-v1", "space": space.name, "space_key": space_key(space),
+        "space_config": space.to_dict(), "device": "cpu", "batch_size": 1, "dtype": "float32",
+        "unit": "ms", "stem_ms": 0.1, "head_ms": 0.1, "blocks_ms": blocks.tolist()}))
+    return blocks
+
+
+def test_a_search_writes_records_models_plots_and_a_table(tmp_path, supernet_path, capsys, rng):
     limit = 0.5e6
-    summary = search(tmp_path, supernet_path, "--max-flops", "0.5M", "--topk-save", "3")
+    space = get_space("tiny")
+    blocks = latency_table(tmp_path / "latency.json", space, rng)
+    summary = search(tmp_path, supernet_path, "--max-flops", "0.5M", "--topk-save", "3",
+                     "--latency-table", str(tmp_path / "latency.json"), "--max-latency-ms", "1.4")
     logs = tmp_path / "logs" / "run"
     args = json.loads((logs / "args.json").read_text())
     assert args["max_flops"] == limit and args["population"] == 4
@@ -51,6 +64,9 @@ def test_a_search_writes_records_models_plots_and_a_table(tmp_path, supernet_pat
         counts = Counts.of(count_ops(Architecture.from_str(r["arch"])))
         assert r["macs"] == counts.macs <= limit and r["params"] == counts.paper_params
         assert r["images"] == 32 and r["score"] == r["accuracy"] == r["correct"] / 32
+        arch = Architecture.from_str(r["arch"])
+        ms = 0.2 + sum(blocks[p, b, c] for p, (b, c) in enumerate(zip(arch.blocks, arch.channels)))
+        assert r["latency_ms"] == pytest.approx(ms) and ms <= 1.4
     saved = sorted((tmp_path / "models").glob("run-*.json"))
     assert [p.name for p in saved] == ["run-1.json", "run-2.json", "run-3.json"]
     arch, record = load_architecture(saved[0], with_record=True)
@@ -104,8 +120,10 @@ def test_zero_cost_first_pass_then_rescoring(tmp_path, supernet_path):
 
 def test_frozen_halves(tmp_path, supernet_path):
     search(tmp_path, supernet_path, "--search", "blocks", "--strategy", "random", "--no-plots",
-           "--topk-save", "1", run_name="blocks")
+           "--topk-save", "1", "--objective", "balanced", "--cost-weight", "0.2", run_name="blocks")
     rows = read_jsonl(tmp_path / "logs" / "blocks" / "search.jsonl")
+    assert all(r["accuracy"] - 0.2 - 1e-9 <= r["score"] <= r["accuracy"] for r in rows)
+    assert any(r["score"] < r["accuracy"] for r in rows)
     one = Architecture.from_str(rows[0]["arch"]).space.channel_scales.index(1.0)
     assert all(Architecture.from_str(r["arch"]).channels == (one,) * 20 for r in rows)
     fixed = tmp_path / "models" / "blocks-1.json"
@@ -129,6 +147,10 @@ def test_bad_input_gets_one_clear_message(tmp_path, supernet_path, capsys):
         search(tmp_path, wrong, run_name="a")
     with pytest.raises(UserError, match=r"no architecture of space 'tiny' .* has macs in \[any, 0\.001M\]: they range from 0\.\d+M"):
         search(tmp_path, supernet_path, "--max-flops", "1K", run_name="b")
+    with pytest.raises(UserError, match=r"gave up after 200 random candidates: none met macs <= 0\.3M; "
+                                        r"params >= 0\.25M\. The nearest seen had macs \S+M, params \S+M"):
+        search(tmp_path, supernet_path, "--max-flops", "0.3M", "--min-params", "0.25M", "--max-tries", "200",
+               run_name="joint")
     with pytest.raises(UserError, match="search split is empty"):
         search(tmp_path, supernet_path, "--search-val-images", "0", run_name="c")
     assert not (tmp_path / "logs").exists()       # nothing written: fix the flag and run again
