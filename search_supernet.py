@@ -141,18 +141,6 @@ def load_supernet(path, contexts, space_name=None):
     return net
 
 
-def contexts_from(gpus):
-    import mxnet as mx
-    ids = [g.strip() for g in str(gpus or "").split(",") if g.strip()]
-    if not ids:
-        return [mx.cpu()]
-    if not all(i.isdigit() for i in ids):
-        raise UserError(f"--gpus {gpus!r}: give GPU numbers separated by commas, e.g. --gpus 0,1")
-    if mx.context.num_gpus() < len(ids) or max(map(int, ids)) >= mx.context.num_gpus():
-        raise UserError(f"--gpus {gpus}: this machine has {mx.context.num_gpus()} GPU(s) visible to MXNet")
-    return [mx.gpu(int(i)) for i in ids]
-
-
 def gene_choices(space, search, fix_blocks_from=None, fix_channels_from=None):
     """Per gene: the number of values, or a one-value tuple for a frozen gene."""
     from oneshot_nas.space import load_architecture
@@ -255,13 +243,14 @@ def open_run(args, chief):
 
 def main(argv=None):
     args = parse_args(argv)
+    from oneshot_nas.devices import contexts_from
     from oneshot_nas.evaluate import CandidateEvaluator, SupernetScorer, Workers, load_search_data
     from oneshot_nas.zero_cost import BNScores
 
     setup_logging()
     workers = Workers(_kvstore(args.kv_store))
     chief = workers.rank == 0
-    contexts = contexts_from(args.gpus)
+    contexts = contexts_from(args.gpus)       # (devices.py: the same --gpus as training)
     error = None
     try:       # bad input stops every worker, not only the one that sees it
         s = setup(args, contexts, workers)

@@ -3,7 +3,6 @@
 Each worker scores its share of every generation; the kvstore gathers the scores, so both workers
 run the same search and the records equal those of a single-process search.
 """
-import importlib.util
 import os
 import re
 import signal
@@ -23,16 +22,6 @@ from tests.conftest import ROOT
 FLAGS = ["--population", "4", "--generations", "2", "--topk", "2", "--crossover", "1", "--mutation",
          "2", "--update-bn-images", "64", "--search-val-images", "32", "--batch-size", "32",
          "--no-plots", "--topk-save", "1"]
-# the stock launcher of mxnet 1.9.1 needs Thread.isAlive, gone since Python 3.9
-LAUNCH = ("import os, runpy, sys, threading, mxnet; threading.Thread.isAlive = threading.Thread.is_alive; "
-          "path = os.path.join(os.path.dirname(mxnet.__file__), 'tools', 'launch.py'); "
-          "sys.argv = [path] + sys.argv[1:]; runpy.run_path(path, run_name='__main__')")
-
-
-def launcher():
-    if importlib.util.find_spec("oneshot_nas.launch") is not None:
-        return [sys.executable, "-m", "oneshot_nas.launch"]
-    return [sys.executable, "-c", LAUNCH]
 
 
 def test_two_workers_share_and_gather_every_generation(tmp_path):
@@ -41,10 +30,10 @@ def test_two_workers_share_and_gather_every_generation(tmp_path):
     net.initialize(mx.init.MSRAPrelu())
     supernet = save_model(net, tmp_path / "supernet.params")
     embedded_digits()            # packed once here, so the workers only read it
-    cmd = launcher() + ["-n", "2", "-s", "1", "--launcher", "local", sys.executable,
-                        str(ROOT / "search_supernet.py"), "--kv-store", "dist_sync", "--supernet", str(supernet),
-                        "--save-dir", str(tmp_path / "logs" / "dist"), "--models-dir", str(tmp_path / "models"),
-                        *FLAGS]
+    cmd = [sys.executable, "-m", "oneshot_nas.launch", "-n", "2", "-s", "1", "--launcher", "local",
+           sys.executable, str(ROOT / "search_supernet.py"), "--kv-store", "dist_sync",
+           "--supernet", str(supernet), "--save-dir", str(tmp_path / "logs" / "dist"),
+           "--models-dir", str(tmp_path / "models"), *FLAGS]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
