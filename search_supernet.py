@@ -25,7 +25,8 @@ from oneshot_nas.errors import UserError  # noqa: E402
 log = logging.getLogger("search")
 # flags that change what a candidate scores or which candidates are drawn: a resumed search must
 # keep them (generations may grow; where the outputs go and how many are saved may change)
-REPLAY_FLAGS = ("supernet", "space", "rec_train", "rec_val", "data_dir", "num_classes", "batch_size",
+REPLAY_FLAGS = ("supernet", "space", "rec_train", "rec_train_idx", "rec_val", "rec_val_idx", "data_dir",
+                "num_classes", "batch_size",
                 "update_bn_images", "search_val_images", "search_on_val", "score", "strategy",
                 "population", "topk", "crossover", "mutation", "mutation_prob", "random_select",
                 "seed", "max_tries", "search", "fix_blocks_from", "fix_channels_from", "max_flops",

@@ -26,6 +26,7 @@ def plot_search(records, directory, title=""):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     records = [r for r in records if r.get("stage", "search") == "search"]
     if not records:
@@ -40,7 +41,7 @@ def plot_search(records, directory, title=""):
 
     fig, ax = plt.subplots(figsize=(7, 5))
     points = ax.scatter(macs, value, c=gen, cmap="viridis", s=18, alpha=0.8)
-    fig.colorbar(points, ax=ax, label="generation")
+    fig.colorbar(points, ax=ax, label="generation", ticks=MaxNLocator(integer=True))
     front = pareto_front(list(macs), list(value))
     ax.step(macs[front], value[front], where="post", color="crimson", lw=1.5, label="Pareto front")
     best = int(np.argmax([r["score"] for r in records]))
@@ -61,6 +62,7 @@ def plot_search(records, directory, title=""):
     ax.plot(gens, best_of, "o-", label="best of the generation")
     ax.plot(gens, mean_of, "s--", label="mean of the generation")
     ax.plot(gens, np.maximum.accumulate(best_of), "-", color="black", alpha=0.5, label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("generation")
     ax.set_ylabel(label)
     ax.set_title(title or "search progress")

@@ -263,3 +263,9 @@ def test_latency_table_and_baselines(costs, tmp_path, rng):
     assert 5.3e6 < p < 5.6e6 and 4.2e8 < f < 4.6e8
     with pytest.raises(UserError, match="choose one of"):
         micronet_reference("resnet")
+
+
+def test_pareto_front_keeps_only_undominated_candidates():
+    from oneshot_nas.search_plots import pareto_front
+    costs, values = [3, 1, 2, 2, 4, 5], [0.5, 0.1, 0.4, 0.3, 0.45, 0.7]
+    assert pareto_front(costs, values) == [1, 2, 0, 5]
