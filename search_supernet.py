@@ -160,7 +160,8 @@ def gene_choices(space, search, fix_blocks_from=None, fix_channels_from=None):
             frozen = [(v,) for v in getattr(arch, half)]
             blocks, channels = (frozen, channels) if half == "blocks" else (blocks, frozen)
     if search == "channels" and not fix_blocks_from:
-        raise UserError("--search channels freezes the blocks: give them with --fix-blocks-from models/NAME.json")
+        raise UserError("--search channels freezes the blocks: give them with "
+                        "--fix-blocks-from models/NAME.json")
     if search == "blocks" and not fix_channels_from:
         if 1.0 not in space.channel_scales:
             raise UserError("--search blocks: this space has no channel scale 1.0 to freeze the "
@@ -218,9 +219,10 @@ def setup(args, contexts, workers):
         if workers.rank > 0:
             workers.barrier()       # the chief packs the embedded data alone (same cache folder)
         try:
-            dataset = resolve_dataset(rec_train=args.rec_train, rec_train_idx=args.rec_train_idx,
-                                      rec_val=args.rec_val, rec_val_idx=args.rec_val_idx, data_dir=args.data_dir,
-                                      num_classes=args.num_classes or space.num_classes)
+            dataset = resolve_dataset(
+                rec_train=args.rec_train, rec_train_idx=args.rec_train_idx, rec_val=args.rec_val,
+                rec_val_idx=args.rec_val_idx, data_dir=args.data_dir,
+                num_classes=args.num_classes or space.num_classes)
         finally:                    # (even when it fails: the others then fail the same way)
             if workers.rank == 0 and workers.size > 1:
                 workers.barrier()

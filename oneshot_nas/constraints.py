@@ -151,7 +151,8 @@ class Constraints:
                                 f"{_num(smallest, k)} to {_num(largest, k)}; widen the budget")
 
     def describe(self):
-        return " and ".join(f"{k} in [{_num(lo, k)}, {_num(hi, k)}]" for _, k, lo, hi in self._index) or "none"
+        parts = [f"{k} in [{_num(lo, k)}, {_num(hi, k)}]" for _, k, lo, hi in self._index]
+        return " and ".join(parts) or "none"
 
 
 def _num(v, metric="score"):
@@ -192,7 +193,8 @@ class Objective:
             return cls("acc", metric, 0.0)
         lo, hi = constraints.costs.extremes(metric, choices)
         limit = constraints.limits.get(metric, (None, None))
-        lo, hi = max(lo, limit[0]) if limit[0] is not None else lo, min(hi, limit[1]) if limit[1] is not None else hi
+        lo = lo if limit[0] is None else max(lo, limit[0])
+        hi = hi if limit[1] is None else min(hi, limit[1])
         return cls("balanced", metric, float(weight), float(lo), float(hi))
 
     def normalised_cost(self, values):

@@ -246,7 +246,8 @@ class PathGraph:
         self.eps = np.repeat([e for *_, e in self.bns], self.channels)
         for ctx in self.contexts:    # own copies: training-mode BN may write its aux inputs
             for m, v, _ in self.bns:
-                self.arrays[ctx][m], self.arrays[ctx][v] = self.arrays[ctx][m].copy(), self.arrays[ctx][v].copy()
+                for name in (m, v):
+                    self.arrays[ctx][name] = self.arrays[ctx][name].copy()
 
     def _run(self, x, ctx):
         arrays = self.arrays[ctx]

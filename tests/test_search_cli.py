@@ -145,7 +145,8 @@ def test_bad_input_gets_one_clear_message(tmp_path, supernet_path, capsys):
     wrong.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match=r"parameter head\.\S+ has shape"):
         search(tmp_path, wrong, run_name="a")
-    with pytest.raises(UserError, match=r"no architecture of space 'tiny' .* has macs in \[any, 0\.001M\]: they range from 0\.\d+M"):
+    with pytest.raises(UserError, match=r"no architecture of space 'tiny' .* has macs in "
+                                        r"\[any, 0\.001M\]: they range from 0\.\d+M"):
         search(tmp_path, supernet_path, "--max-flops", "1K", run_name="b")
     with pytest.raises(UserError, match=r"gave up after 200 random candidates: none met macs <= 0\.3M; "
                                         r"params >= 0\.25M\. The nearest seen had macs \S+M, params \S+M"):
