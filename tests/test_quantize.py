@@ -2,7 +2,6 @@
 import json
 
 import mxnet as mx
-import numpy as np
 import pytest
 
 from oneshot_nas import data, quantize
