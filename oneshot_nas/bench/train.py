@@ -117,7 +117,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer paths and repeats")
     parser.add_argument("-j", "--threads", type=int, default=2, help="decode threads")
     args = parser.parse_args(argv)
-    print(f"{'case':34s} {'batch':>5s} {'paths':>5s} {'loop img/s':>11s} {'bare step':>10s} "
+    print(f"{'case':40s} {'batch':>5s} {'paths':>5s} {'loop img/s':>11s} {'bare step':>10s} "
           f"{'standalone':>11s} {'loop/standalone':>15s}")
     cases = [("tiny, embedded digits (fit)", "tiny", 64, 12 if args.quick else 23, 2 if args.quick else 3),
              ("oneshot+, synthetic 224 px", "oneshot+", 8, 3 if args.quick else 6, 1 if args.quick else 2)]
@@ -127,15 +127,15 @@ def main(argv=None):
         else:
             loop = loop_on_synthetic(name, batch, paths, repeats)
         bare, alone = measure(name, batch, paths, repeats)
-        print(f"{label:34s} {batch:>5d} {paths:>5d} {loop:>11.1f} {bare:>10.1f} {alone:>11.1f} "
+        print(f"{label:40s} {batch:>5d} {paths:>5d} {loop:>11.1f} {bare:>10.1f} {alone:>11.1f} "
               f"{loop / alone:>15.3f}", flush=True)
     print("target: loop / standalone >= 0.8\n")
-    print(f"{'data pipeline alone':34s} {'input':>7s} {'threads':>7s} {'images/s':>10s}")
-    print(f"{'digits RecordIO (PNG, augmented)':34s} {'32px':>7s} {args.threads:>7d} "
+    print(f"{'data pipeline alone':40s} {'input':>7s} {'threads':>7s} {'images/s':>10s}")
+    print(f"{'digits RecordIO (PNG, augmented)':40s} {'32px':>7s} {args.threads:>7d} "
           f"{decode_rate(resolve_dataset(), 64, 32, args.threads):>10.1f}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         jpegs = synthetic_jpegs(folder, 128 if args.quick else 256)
-        print(f"{'synthetic JPEG RecordIO (ImageNet aug)':34s} {'224px':>7s} {args.threads:>7d} "
+        print(f"{'synthetic JPEG RecordIO (ImageNet aug)':40s} {'224px':>7s} {args.threads:>7d} "
               f"{decode_rate(jpegs, 32, 224, args.threads):>10.1f}", flush=True)
     print("the loop is data-bound when the decode rate is below its images/s: raise -j")
 
