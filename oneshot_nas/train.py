@@ -20,6 +20,7 @@ import numpy as np
 from mxnet import autograd
 
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from .counting import LookupTable
 from .data import train_iter, val_iter
 from .errors import UserError
 from .inherit import inherit_from_path
@@ -161,6 +162,7 @@ class SupernetTask:
     def start_epoch(self, epoch):
         self.constrained = self.sampler.start_epoch(self.plan[epoch])
         self.fixed = epoch < self.inherit_epochs
+        self.drawn = []
         if self.inherit_epochs and epoch == self.inherit_epochs:   # also right after a resume
             inherit_from_path(self.net, self.inherit_path)
         stage = {"scales": allowed_scales(self.space, self.plan[epoch]), "constrained": self.constrained}
@@ -170,7 +172,25 @@ class SupernetTask:
         return stage
 
     def draw(self, rng):
-        return self.inherit_path if self.fixed else self.sampler(rng)
+        arch = self.inherit_path if self.fixed else self.sampler(rng)
+        self.drawn.append(arch)
+        return arch
+
+    def paths_record(self, epoch):
+        """What the epoch trained: MACs and params of every drawn path, and how often each block
+        and channel id was drawn at each position (paths.jsonl; the report plots it)."""
+        if not self.drawn:
+            return None
+        table = LookupTable.load(self.space)
+        blocks = np.array([a.blocks for a in self.drawn])
+        channels = np.array([a.channels for a in self.drawn])
+        counts = table.count_many(blocks, channels)
+        def histogram(ids, n):
+            return [np.bincount(column, minlength=n).tolist() for column in ids.T]
+        return {"epoch": epoch, "macs": counts[:, table.field("macs")].tolist(),
+                "params": counts[:, table.field("paper_params")].tolist(),
+                "block_counts": histogram(blocks, self.space.num_blocks),
+                "channel_counts": histogram(channels, self.space.num_scales)}
 
     def forward(self, x, arch):
         return self.net(x, arch)
@@ -217,6 +237,9 @@ class SubnetTask:
         return {}
 
     def draw(self, rng):
+        return None
+
+    def paths_record(self, epoch):
         return None
 
     def forward(self, x, arch=None):
@@ -305,7 +328,8 @@ def fit(task, dataset, settings, contexts, sync, run=None, save_dir=None, resume
         start_epoch, update, history = _resume(save_dir, task, trainer, contexts, rng, fingerprint, settings)
     sync.register(params, contexts)
     if run is not None and resume:
-        _truncate_metrics(run, start_epoch)
+        for name in ("metrics.jsonl", "paths.jsonl"):
+            _truncate_record(run, start_epoch, name)
     running_stats = [p for p in params if p.grad_req == "null"]
     def val_batches():
         # a fresh reader each time: ImageRecordIter.reset() after a padded last batch starts the next
@@ -343,6 +367,9 @@ def fit(task, dataset, settings, contexts, sync, run=None, save_dir=None, resume
                 "rng": rng.bit_generator.state, "task": task.state_dict(), "fingerprint": fingerprint,
                 "history": history})
             run.append(record)
+            paths = task.paths_record(epoch)
+            if paths:
+                run.append(paths, "paths.jsonl")
         log.info("epoch %d: %s", epoch, _summary(record))
     return history
 
@@ -380,14 +407,14 @@ def _differences(old, new, prefix=""):
     return out
 
 
-def _truncate_metrics(run, start_epoch):
-    """Drop metric lines of epochs the checkpoint does not include (a crash after logging them)."""
-    rows = [r for r in run.read() if r.get("epoch", -1) < start_epoch]
-    path = run.file("metrics.jsonl")
+def _truncate_record(run, start_epoch, name):
+    """Drop lines of epochs the checkpoint does not include (a crash after logging them)."""
+    rows = [r for r in run.read(name) if r.get("epoch", -1) < start_epoch]
+    path = run.file(name)
     if path.exists():
         path.write_text("")
     for r in rows:
-        run.append(r)
+        run.append(r, name)
 
 
 def _next(batches):

@@ -85,6 +85,12 @@ def test_supernet_run_leaves_its_record_and_is_not_overwritten(small, tmp_path, 
         assert key in rows[0], key
     assert "epoch 0:" in (save / "train.log").read_text()
     assert (save / "curves.png").stat().st_size > 10000
+    # paths.jsonl: every path the epoch trained, with its MACs and params and the gene histograms
+    paths = read_jsonl(save / "paths.jsonl")
+    steps = rows[0]["updates"]
+    assert len(paths) == 1 and len(paths[0]["macs"]) == len(paths[0]["params"]) == steps
+    assert [sum(h) for h in paths[0]["block_counts"]] == [steps] * 20
+    assert len(paths[0]["channel_counts"][0]) == 10 and min(paths[0]["macs"]) > 0
     net, meta = load_model(save / "supernet.params")
     assert meta["kind"] == "supernet" and meta["record"]["epochs"] == 1
     # a second run in the same folder is refused and leaves the checkpoint alone

@@ -1,0 +1,52 @@
+"""The pipeline's report, from the records of a real (tiny) run of every step."""
+import json
+
+import pytest
+
+import search_supernet
+import train_subnet
+import train_supernet
+from oneshot_nas import export
+from oneshot_nas.errors import UserError
+from oneshot_nas.report import build_report
+from profiling import score
+from tests.test_train import small  # noqa: F401  (fixture)
+from tests.test_train_cli import rec_flags
+
+
+def test_report_reads_every_step(small, tmp_path):
+    out = tmp_path / "quickstart"
+    data = rec_flags(small)
+    train_supernet.main(data + ["--num-epochs", "2", "--batch-size", "32", "--inherit-epochs", "1",
+                                "--val-paths", "2", "--calib-images", "64", "-j", "1", "--no-progress",
+                                "--save-dir", str(out / "supernet")])
+    search_supernet.main(data + ["--supernet", str(out / "supernet" / "supernet.params"),
+                                 "--population", "4", "--generations", "2", "--topk", "2",
+                                 "--crossover", "1", "--mutation", "1", "--update-bn-images", "64",
+                                 "--search-val-images", "32", "--save-dir", str(out / "search"),
+                                 "--models-dir", str(out / "models"), "--topk-save", "1", "--no-plots"])
+    train_subnet.main(data + [str(out / "models" / "search-1.json"), "--num-epochs", "1", "--batch-size", "32",
+                              "-j", "1", "--no-progress", "--save-dir", str(out / "subnet"),
+                              "--output", str(out / "subnet" / "winner.params")])
+    score.main([str(out / "subnet" / "winner.params"), "--format", "json", "--out", str(out / "profile.json")])
+    export.main(data + [str(out / "subnet" / "winner.params"), "--to", "symbol,pytorch",
+                        "--out-dir", str(out / "export")])
+    (out / "steps.jsonl").write_text('{"step": "supernet", "seconds": 3, "command": "python train_supernet.py"}\n')
+
+    text = build_report(out).read_text()
+    winner = json.loads((out / "subnet" / "winner.json").read_text())
+    best = max((json.loads(line) for line in (out / "search" / "search.jsonl").read_text().splitlines()),
+               key=lambda r: r["score"])
+    assert winner["arch"] == best["arch"] and f"`{best['arch']}`" in text
+    assert f"{100 * winner['record']['top1']:.1f}%" in text
+    assert "after 2 epochs" in text and "one path (inheritance)" in text and "uniform paths" in text
+    assert "reproduce the network | yes" in text
+    profile = json.loads((out / "profile.json").read_text())
+    assert f"{profile['totals']['macs']:,}" in text
+    assert (out / "sampled_paths.png").stat().st_size > 10000
+    assert "![sampled architectures](sampled_paths.png)" in text
+
+
+def test_report_of_a_missing_run_says_what_to_do(tmp_path):
+    with pytest.raises(UserError, match="run sh scripts/quickstart.sh first"):
+        build_report(tmp_path / "nothing")
