@@ -39,6 +39,8 @@ def parse_args(argv):
     parser.add_argument("--remeasure", action="store_true",
                         help="with --report: measure the table again even if it is saved")
     parser.add_argument("--seed", type=int, default=0, help="seed of the report's architectures")
+    parser.add_argument("--calibration-archs", type=int, default=5,
+                        help="networks timed end to end to scale the table (0: raw sums of parts)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0 or args.report < 0:
@@ -101,7 +103,8 @@ def main(argv=None):
             print(f"using the latency table {path}")
         else:
             table = LatencyTable.measure(space, ctx, args.batch_size, args.repeats,
-                                         progress=not args.no_progress, warmup=args.warmup)
+                                         progress=not args.no_progress, warmup=args.warmup,
+                                         calibration_archs=args.calibration_archs)
             table.save(path)
             print(f"saved the latency table of {space.name} on {table.device}, batch "
                   f"{table.batch_size}, to {path}")

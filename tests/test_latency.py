@@ -73,6 +73,16 @@ def test_round_trip_and_prediction_is_the_sum(table, tmp_path, rng):
     assert default_path(SMALL, "gpu(0)", 8).name == f"{space_key(SMALL)}-gpu0-bs8.json"
 
 
+def test_calibration_scales_every_entry_by_the_end_to_end_ratio(table):
+    raw = LatencyTable(SMALL, table.device, 1, table.stem_ms, table.head_ms, table.blocks_ms)
+    raw.calibrate(mx.cpu(), 2, 3, 1)
+    scale = raw.extra["calibration"]["scale"]
+    assert 0.2 < scale < 5 and raw.extra["calibration"]["archs"] == 2
+    np.testing.assert_allclose(raw.blocks_ms, table.blocks_ms * scale)
+    assert raw.stem_ms == pytest.approx(table.stem_ms * scale)
+    assert "calibration" in table.extra     # measure() calibrates by default
+
+
 def test_prediction_report(table, rng):
     archs = [random_arch(SMALL, rng) for _ in range(2)]
     rows = prediction_report(table, archs, mx.cpu(), repeats=3, warmup=1)

@@ -28,15 +28,21 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calibration-archs", type=int, default=5)
     args = parser.parse_args(argv)
 
     space, ctx = get_space(args.space), mx.cpu()
     table = LatencyTable.measure(space, ctx, args.batch_size, args.repeats, progress=True,
-                                 warmup=args.warmup)
+                                 warmup=args.warmup, calibration_archs=0)
     rng = np.random.default_rng(args.seed)
     sampler = UniformSampler(space)
     archs = [sampler(rng) for _ in range(args.archs)]
     rows = prediction_report(table, archs, ctx, args.repeats, args.warmup, progress=True)
+    raw_mean, raw_worst = error_summary(rows)
+    table.calibrate(ctx, args.calibration_archs, args.repeats, args.warmup)   # other networks
+    for row, arch in zip(rows, archs):
+        row["predicted_ms"] = table.predict_ms(arch)
+        row["error_pct"] = 100.0 * (row["predicted_ms"] - row["measured_ms"]) / row["measured_ms"]
 
     lookup = LookupTable.load(space)
     macs = np.array([lookup.count(a).macs for a in archs], dtype=float)
@@ -47,11 +53,14 @@ def main(argv=None):
 
     print(f"space {space.name}, batch {args.batch_size}, cpu, {mx.__version__}; call overhead "
           f"{table.extra['call_overhead_ms']:.3f} ms, {table.extra['signatures']} signatures")
+    print(f"calibrated on {args.calibration_archs} other random networks: every entry x"
+          f"{table.extra['calibration']['scale']:.4f}")
     print(f"{'MMACs':>7s} {'measured':>9s} {'table':>9s} {'error':>8s} {'MACs proxy':>11s} {'error':>8s}")
     for m, r, e in zip(macs, rows, proxy_err):
         print(f"{m / 1e6:7.1f} {r['measured_ms']:7.2f}ms {r['predicted_ms']:7.2f}ms "
               f"{r['error_pct']:+7.2f}% {k * m:9.2f}ms {e:7.2f}%")
     mean, worst = error_summary(rows)
+    print(f"sum of parts : mean |error| {raw_mean:.2f}%, max {raw_worst:.2f}% (before calibration)")
     print(f"latency table: mean |error| {mean:.2f}%, max {worst:.2f}%, mean signed "
           f"{np.mean([r['error_pct'] for r in rows]):+.2f}%, Spearman "
           f"{spearmanr(predicted, measured)[0]:.3f}")
