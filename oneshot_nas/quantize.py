@@ -6,7 +6,6 @@ images decoded with the validation transform. Then fp32 and int8 are compared wh
 on the validation set and CPU latency at batch 1 and batch 32.
 """
 import logging
-import time
 import warnings
 
 import mxnet as mx
@@ -14,6 +13,7 @@ import numpy as np
 from mxnet.contrib import quantization
 
 from . import data
+from .latency import time_ms
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,7 @@ def top1(block, dataset, input_size, batch_size=64, limit=None):
 def latency(block, input_size, batch_size, repeats=20, warmup=3):
     """Median seconds of one forward pass at `batch_size` (after `warmup` untimed passes)."""
     x = mx.nd.array(np.random.default_rng(0).normal(size=(batch_size, 3, input_size, input_size)))
-    for _ in range(warmup):
-        block(x).wait_to_read()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        block(x).wait_to_read()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return time_ms(block, x, repeats, warmup) / 1e3
 
 
 def compare(fp32, int8, dataset, input_size, batch_sizes=(1, 32), repeats=20, val_limit=None):
