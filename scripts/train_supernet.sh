@@ -6,12 +6,12 @@
 . "$(dirname "$0")/env.sh"
 exec python train_supernet.py \
     --space tiny \
-    --num-epochs 12 \
+    --num-epochs 30 \
     --batch-size 64 \
     --lr 0.1 \
     --lr-mode cosine \
-    --inherit-epochs 3 \
-    --epoch-start-cs 6 \
+    --inherit-epochs 4 \
+    --epoch-start-cs 12 \
     --cs-warm-up \
     --val-paths 3 \
     --calib-images 500 \
