@@ -1,7 +1,7 @@
 #!/bin/sh
-# The whole pipeline in one command, on the embedded digits and a CPU (about 7 minutes on 2 cores,
+# The whole pipeline in one command, on the embedded digits and a CPU (about 6 minutes on 2 cores,
 # plus the first-time set-up of .venv):
-#   1. train a `tiny` supernet           (train_supernet.py)
+#   1. train a `tiny` supernet           (scripts/train_supernet.sh)
 #   2. search it under a MACs budget     (search_supernet.py)
 #   3. retrain the winner from scratch   (train_subnet.py)
 #   4. profile it                        (profiling/score.py)
@@ -22,17 +22,8 @@ step() {   # step NAME COMMAND...: run it, stop the pipeline if it fails, record
         "$name" "$(( $(date +%s) - start ))" "$@" >> "$OUT/steps.jsonl"
 }
 
-step supernet python train_supernet.py \
-    --space tiny \
-    --num-epochs 30 \
-    --batch-size 64 \
-    --lr 0.1 \
-    --lr-mode cosine \
-    --inherit-epochs 4 \
-    --epoch-start-cs 12 \
-    --cs-warm-up \
-    --val-paths 3 \
-    --calib-images 500 \
+# the supernet recipe is scripts/train_supernet.sh's (30 epochs; see the flags there)
+step supernet sh scripts/train_supernet.sh \
     --save-dir "$OUT/supernet" \
     --overwrite \
     "$@"
