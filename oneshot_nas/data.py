@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mxnet as mx
@@ -248,6 +248,3 @@ def load_slice(dataset, records, count, input_size, offset=0):
         reader.close()
     return mx.nd.stack(*data), mx.nd.array(labels)
 
-
-def replace_augmentation(dataset, **changes):
-    return replace(dataset, augmentation=replace(dataset.augmentation, **changes))

@@ -33,6 +33,7 @@ from mxnet.gluon import HybridBlock
 from .blocks import ChoiceBlock, Head, Stem
 from .counting import cache_dir, space_key
 from .errors import UserError
+from .jsonfile import read_json
 from .space import Architecture, SearchSpace, get_space
 from .subnet import SubNet
 
@@ -203,13 +204,9 @@ class LatencyTable:
     def load(cls, path, space=None):
         """Read a table; with `space`, refuse a table measured for any other space definition."""
         path = Path(path)
-        if not path.is_file():
-            raise UserError(f"latency table {path} does not exist; measure one with "
-                            "python profiling/latency_table.py --space NAME")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise UserError(f"latency table {path} is damaged ({err}); measure it again") from None
+        data = read_json(path, missing="latency table {path} does not exist; measure one with "
+                                       "python profiling/latency_table.py --space NAME",
+                         invalid="latency table {path} is damaged ({err}); measure it again")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UserError(f"{path} is not a latency table (expected \"format\": \"{FORMAT}\"); "
                             "measure one with python profiling/latency_table.py")

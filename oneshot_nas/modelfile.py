@@ -11,6 +11,7 @@ from pathlib import Path
 import mxnet as mx
 
 from .errors import UserError
+from .jsonfile import read_json
 from .space import Architecture, SearchSpace, save_architecture
 from .subnet import SubNet
 from .supernet import SuperNet
@@ -50,13 +51,9 @@ def read_meta(path, arch=None):
     if arch is not None:
         return {"kind": "subnet", **arch.to_dict()}
     meta_path = json_beside(path)
-    if not meta_path.is_file():
-        raise UserError(f"{path} has no {meta_path.name} beside it saying which network it holds; "
-                        "pass the architecture with --arch models/NAME.json")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{meta_path} is not valid JSON ({err})") from None
+    meta = read_json(meta_path, missing=f"{path} has no {meta_path.name} beside it saying which network "
+                                        "it holds; pass the architecture with --arch models/NAME.json",
+                     invalid="{path} is not valid JSON ({err})")
     meta.setdefault("kind", "subnet")
     return meta
 

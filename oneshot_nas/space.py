@@ -13,7 +13,8 @@ from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
 
-from .errors import ArchitectureError, UserError
+from .errors import ArchitectureError
+from .jsonfile import read_json
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"  # one character per gene id in the canonical string
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
@@ -395,14 +396,10 @@ def save_architecture(path, arch, record=None):
 def load_architecture(path, with_record=False):
     """Read an architecture JSON written by `save_architecture` (or by hand: space, blocks, channels)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"architecture file {path} does not exist; pass a models/*.json file "
-                        "written by search or training (e.g. models/oneshot-s+.json)")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"architecture file {path} is not valid JSON ({err}); "
-                        "regenerate it or fix it by hand") from None
+    data = read_json(path, missing="architecture file {path} does not exist; pass a models/*.json file "
+                                   "written by search or training (e.g. models/oneshot-s+.json)",
+                     invalid="architecture file {path} is not valid JSON ({err}); "
+                             "regenerate it or fix it by hand")
     try:
         arch = Architecture.from_dict(data)
     except ArchitectureError as err:
