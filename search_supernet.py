@@ -119,7 +119,7 @@ def parse_args(argv):
 # ----- setting up -----------------------------------------------------------------------------------
 def load_supernet(path, contexts, space_name=None):
     """The trained SuperNet at `path` on `contexts`; any mismatch is one clear message."""
-    from oneshot_nas.modelfile import build_model, json_beside, load_parameters, read_meta
+    from oneshot_nas.runs.modelfile import build_model, json_beside, load_parameters, read_meta
     from oneshot_nas.space import get_space
     path = Path(path)
     if not path.is_file():
@@ -181,7 +181,7 @@ def budget_limits(args):
 def previous_records(args):
     """The records of a stopped search in --save-dir (for --resume), after checking that the flags
     that decide scores and draws are the ones it ran with."""
-    from oneshot_nas.runlog import read_jsonl
+    from oneshot_nas.runs.rundir import read_jsonl
     folder = Path(args.save_dir)
     if not args.resume or not (folder / "args.json").is_file():
         return []          # (RunDir.create explains a --resume without a run)
@@ -201,10 +201,10 @@ def setup(args, contexts, workers):
     (exactly feasible per limit, then jointly by sampling), the objective and the split. Returns a
     dict of them."""
     import numpy as np
-    from oneshot_nas.constraints import Constraints, CostModel, LatencyModel, Objective, micronet_reference
-    from oneshot_nas.data import resolve_dataset
-    from oneshot_nas.evaluate import plan_search_split
-    from oneshot_nas.search import first_feasible
+    from oneshot_nas.cost.constraints import Constraints, CostModel, LatencyModel, Objective, micronet_reference
+    from oneshot_nas.data.sources import resolve_dataset
+    from oneshot_nas.search.evaluate import plan_search_split
+    from oneshot_nas.search.strategies import first_feasible
     supernet = load_supernet(args.supernet, contexts, args.space)
     space = supernet.space
     choices = gene_choices(space, args.search, args.fix_blocks_from, args.fix_channels_from)
@@ -233,7 +233,7 @@ def setup(args, contexts, workers):
 
 def open_run(args, chief):
     """The run folder (only the chief worker writes), with the log file."""
-    from oneshot_nas.runlog import RunDir
+    from oneshot_nas.runs.rundir import RunDir
     if not chief:
         return RunDir(args.save_dir)
     run = RunDir.create(args.save_dir, vars(args), resume=args.resume, overwrite=args.overwrite)
@@ -246,9 +246,9 @@ def open_run(args, chief):
 
 def main(argv=None):
     args = parse_args(argv)
-    from oneshot_nas.devices import contexts_from
-    from oneshot_nas.evaluate import CandidateEvaluator, SupernetScorer, Workers, load_search_data
-    from oneshot_nas.zero_cost import BNScores
+    from oneshot_nas.runs.workers import contexts_from
+    from oneshot_nas.search.evaluate import CandidateEvaluator, SupernetScorer, Workers, load_search_data
+    from oneshot_nas.search.zero_cost import BNScores
 
     setup_logging()
     workers = Workers(_kvstore(args.kv_store))
@@ -285,7 +285,7 @@ def main(argv=None):
         summary["saved"] = [str(p) for p in _save_models(ranked[:args.topk_save], args, s["space"])]
         run.file("summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if not args.no_plots:
-            from oneshot_nas.search_plots import plot_search
+            from oneshot_nas.search.plots import plot_search
             plot_search(run.read("search.jsonl"), run.path, title=f"{run.path.name}: {s['space'].name}")
         print(_table(ranked[:max(args.topk_save, 1)], tau, args))
     return summary
@@ -294,7 +294,7 @@ def main(argv=None):
 def evolve(args, s, scorer, records, run, workers):
     """Run the strategy; new records go to search.jsonl as they come (when `run` is given)."""
     import numpy as np
-    from oneshot_nas.search import genetic_search, random_search
+    from oneshot_nas.search.strategies import genetic_search, random_search
     who, space = _who(workers), s["space"]
 
     def on_scored(new):
@@ -339,13 +339,13 @@ def _kvstore(kind):
 
 
 def _arch(space, genes):
-    from oneshot_nas.sampling import genes_arch
+    from oneshot_nas.sample.sampling import genes_arch
     return genes_arch(space, genes)
 
 
 def _rescore(top, records, run, s, evaluator, workers):
     """Score the best candidates by BN score again by accuracy (cached across --resume)."""
-    from oneshot_nas.evaluate import SupernetScorer
+    from oneshot_nas.search.evaluate import SupernetScorer
     from oneshot_nas.space import Architecture
     done = {r["arch"]: r for r in records if r.get("stage") == "rescore"}
     todo = [r for r in top if r["arch"] not in done]
@@ -366,7 +366,7 @@ def _genes(arch):
 
 
 def _tau(records):
-    from oneshot_nas.zero_cost import kendall_tau
+    from oneshot_nas.search.zero_cost import kendall_tau
     pairs = [(r["bn_score"], r["accuracy"]) for r in records if r.get("accuracy") is not None]
     result = kendall_tau(*zip(*pairs)) if len(pairs) >= 3 else None
     return None if result is None else {"tau": result[0], "p_value": result[1], "candidates": len(pairs)}

@@ -12,15 +12,15 @@ from pathlib import Path
 import mxnet as mx
 
 from oneshot_nas import cli
-from oneshot_nas.data import val_iter
-from oneshot_nas.devices import Sync, cast_for_training, device_count
+from oneshot_nas.data.sources import val_iter
+from oneshot_nas.runs.workers import Sync, cast_for_training, device_count
 from oneshot_nas.errors import UserError
-from oneshot_nas.modelfile import load_model, read_meta, save_model
-from oneshot_nas.session import check_run_dir, finish_run, open_run, rebase, resolve_space
+from oneshot_nas.runs.modelfile import load_model, read_meta, save_model
+from oneshot_nas.runs.session import check_run_dir, finish_run, open_run, rebase, resolve_space
 from oneshot_nas.space import SearchSpace, get_space, load_architecture
-from oneshot_nas.subnet import SubNet, extract_subnet
-from oneshot_nas.train import SubnetTask, fit, initialize
-from oneshot_nas.validation import evaluate
+from oneshot_nas.nn.subnet import SubNet, extract_subnet
+from oneshot_nas.train.loop import SubnetTask, fit, initialize
+from oneshot_nas.train.validation import evaluate
 from train_supernet import (add_training_flags, dataset_from, devices_from, dump_worker_params, on_every_worker,
                             settings_from)
 

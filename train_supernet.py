@@ -10,19 +10,19 @@ import logging
 from pathlib import Path
 
 from oneshot_nas import cli
-from oneshot_nas.counting import LookupTable
-from oneshot_nas.data import resolve_dataset
-from oneshot_nas.devices import KV_TYPES, Sync, cast_for_training, contexts_from, device_count
+from oneshot_nas.cost.counting import LookupTable
+from oneshot_nas.data.sources import resolve_dataset
+from oneshot_nas.runs.workers import KV_TYPES, Sync, cast_for_training, contexts_from, device_count
 from oneshot_nas.errors import UserError
-from oneshot_nas.modelfile import save_model
-from oneshot_nas.path_sampler import SAMPLERS, PathSampler
-from oneshot_nas.sampling import Budget, parse_range
-from oneshot_nas.schedule import LR_MODES, channel_schedule, describe_channel_schedule
-from oneshot_nas.session import check_run_dir, finish_run, open_run, rebase, resolve_space
+from oneshot_nas.runs.modelfile import save_model
+from oneshot_nas.sample.training import SAMPLERS, PathSampler
+from oneshot_nas.sample.sampling import Budget, parse_range
+from oneshot_nas.sample.schedule import LR_MODES, channel_schedule, describe_channel_schedule
+from oneshot_nas.runs.session import check_run_dir, finish_run, open_run, rebase, resolve_space
 from oneshot_nas.space import PRESETS, Architecture, load_architecture
-from oneshot_nas.supernet import SuperNet
-from oneshot_nas.train import INITIALIZERS, OPTIMIZERS, Settings, SupernetTask, fit, initialize
-from oneshot_nas.validation import calibration_batches
+from oneshot_nas.nn.supernet import SuperNet
+from oneshot_nas.train.loop import INITIALIZERS, OPTIMIZERS, Settings, SupernetTask, fit, initialize
+from oneshot_nas.train.validation import calibration_batches
 
 log = logging.getLogger("train_supernet")
 

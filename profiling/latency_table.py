@@ -83,9 +83,9 @@ def main(argv=None):
     args = parse_args(argv)
     setup_logging()
     import numpy as np
-    from oneshot_nas.latency import (LatencyTable, default_path, device_name, error_summary,
+    from oneshot_nas.cost.latency import (LatencyTable, default_path, device_name, error_summary,
                                      prediction_report)
-    from oneshot_nas.sampling import UniformSampler
+    from oneshot_nas.sample.sampling import UniformSampler
     from oneshot_nas.space import Architecture
     space = load_space(args.space)
     ctxs = contexts(args.gpus)

@@ -5,7 +5,7 @@ TARGET is one of
   NAME.params              a saved model; its architecture is read from NAME.json beside it
                            (or given with --arch), and the parameters must fit it
   NAME-symbol.json         an exported MXNet symbol of ANY network (NAME-0000.params beside it)
-Every network is profiled by walking its MXNet graph with inferred shapes (oneshot_nas.profile).
+Every network is profiled by walking its MXNet graph with inferred shapes (oneshot_nas.cost.graph).
 Units: params (BN folded into the conv before it), mults, adds and FLOPs = mults + adds as the
 MicroNet challenge counts them; MACs and paper params as the SPOS/ShuffleNet papers count them.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from anywhere without install
 
 from oneshot_nas.cli import run, setup_logging  # noqa: E402
-from oneshot_nas.counting import MOBILENETV2_14, Counts, micronet_score  # noqa: E402
+from oneshot_nas.cost.counting import MOBILENETV2_14, Counts, micronet_score  # noqa: E402
 from oneshot_nas.errors import UserError  # noqa: E402
 from oneshot_nas.space import Architecture, load_architecture  # noqa: E402
 
@@ -44,7 +44,7 @@ TARGET_HELP = ("TARGET is an architecture JSON (models/NAME.json), a saved model
 # ----- what to profile ---------------------------------------------------------------------------
 def resolve_target(target, arch_path=None, input_size=None):
     """(Profile, description dict) of TARGET; bad input raises one UserError."""
-    from oneshot_nas.profile import profile_arch, profile_symbol_file
+    from oneshot_nas.cost.graph import profile_arch, profile_symbol_file
     path = Path(target)
     if not path.exists():
         raise UserError(f"{path} does not exist; {TARGET_HELP}")
@@ -77,8 +77,8 @@ def resolve_target(target, arch_path=None, input_size=None):
 def _model_arch(path, arch_path):
     """The architecture of the saved model at `path`, after checking its parameters fit it."""
     import mxnet as mx
-    from oneshot_nas.modelfile import build_model, json_beside, load_parameters, read_meta
-    from oneshot_nas.subnet import SubNet
+    from oneshot_nas.runs.modelfile import build_model, json_beside, load_parameters, read_meta
+    from oneshot_nas.nn.subnet import SubNet
     arch = load_architecture(arch_path) if arch_path else None
     meta = read_meta(path) if (json_beside(path).is_file() or arch is None) else None
     if meta is not None and meta.get("kind") == "supernet":
@@ -117,7 +117,7 @@ def _short_names(names):
     """Op names without the prefix they all share (e.g. 'subnet0_'), Gluon's '_fwd' suffix and our
     layers' class names: subnet0_features_p3_main_convunit1_elasticbatchnorm0_batchnorm0 reads
     p3_main_unit1_batchnorm0."""
-    from oneshot_nas.profile import common_prefix
+    from oneshot_nas.cost.graph import common_prefix
     prefix = common_prefix(list(names))
     short = []
     for name in names:

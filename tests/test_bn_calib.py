@@ -3,10 +3,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from oneshot_nas.bn_calib import path_batchnorms, recalibrate_bn
+from oneshot_nas.nn.bn_calib import path_batchnorms, recalibrate_bn
 from oneshot_nas.space import get_space
-from oneshot_nas.subnet import extract_subnet
-from oneshot_nas.supernet import SuperNet
+from oneshot_nas.nn.subnet import extract_subnet
+from oneshot_nas.nn.supernet import SuperNet
 from tests.test_space import random_arch
 
 

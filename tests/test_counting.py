@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from oneshot_nas.counting import (COUNT_FIELDS, Counts, LookupTable, MOBILENETV2_14, block_ops,
+from oneshot_nas.cost.counting import (COUNT_FIELDS, Counts, LookupTable, MOBILENETV2_14, block_ops,
                                   conv_op, count_ops, micronet_score, pool_op, space_key)
 from oneshot_nas.space import PRESETS, Architecture, get_space, load_architecture
 from tests.conftest import ROOT

@@ -11,7 +11,7 @@ import sys
 import mxnet as mx
 import numpy as np
 
-from oneshot_nas.runlog import read_jsonl
+from oneshot_nas.runs.rundir import read_jsonl
 from tests.conftest import ROOT
 from tests.test_train import small  # noqa: F401  (fixture)
 from tests.test_train_cli import rec_flags

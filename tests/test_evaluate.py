@@ -5,19 +5,19 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from oneshot_nas.bn_calib import recalibrate_bn
-from oneshot_nas.constraints import Constraints, CostModel, Objective
-from oneshot_nas.counting import Counts, count_ops
-from oneshot_nas.data import embedded_digits, load_slice
+from oneshot_nas.nn.bn_calib import recalibrate_bn
+from oneshot_nas.cost.constraints import Constraints, CostModel, Objective
+from oneshot_nas.cost.counting import Counts, count_ops
+from oneshot_nas.data.sources import embedded_digits, load_slice
 from oneshot_nas.errors import UserError
-from oneshot_nas.evaluate import (CandidateEvaluator, ImageSlice, PathGraph, PathPieces, SupernetScorer,
+from oneshot_nas.search.evaluate import (CandidateEvaluator, ImageSlice, PathGraph, PathPieces, SupernetScorer,
                                   Workers, decode_images, plan_search_split,
                                   prepare_search_data)
-from oneshot_nas.sampling import arch_genes
+from oneshot_nas.sample.sampling import arch_genes
 from oneshot_nas.space import get_space
-from oneshot_nas.subnet import extract_subnet
-from oneshot_nas.supernet import SuperNet
-from oneshot_nas.zero_cost import BNScores, kendall_tau
+from oneshot_nas.nn.subnet import extract_subnet
+from oneshot_nas.nn.supernet import SuperNet
+from oneshot_nas.search.zero_cost import BNScores, kendall_tau
 from tests.test_space import random_arch
 
 CONTEXTS = [[mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]]

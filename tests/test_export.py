@@ -9,12 +9,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from oneshot_nas import export
+from oneshot_nas.export import formats as export
 from oneshot_nas.errors import ArchitectureError, UserError
-from oneshot_nas.modelfile import save_model
-from oneshot_nas.quantize import load_symbol_block
+from oneshot_nas.runs.modelfile import save_model
+from oneshot_nas.export.quantize import load_symbol_block
 from oneshot_nas.space import save_architecture
-from oneshot_nas.supernet import SuperNet
+from oneshot_nas.nn.supernet import SuperNet
 from tests.test_merge_bn import SPACES, inputs, randomised_subnet
 from tests.test_space import random_arch
 
@@ -51,7 +51,7 @@ def test_every_float_export_reproduces_the_network(tmp_path, space, merge_bn):
     symbol = json.loads((tmp_path / f"{name}-symbol.json").read_text())
     assert ("BatchNorm" in {node["op"] for node in symbol["nodes"]}) != merge_bn
 
-    from oneshot_nas import torch_model
+    from oneshot_nas.export import torch_model
     import torch
     model = torch_model.load(tmp_path / f"{name}.pt", net.arch, fold_bn=merge_bn)
     x = inputs(net.arch.space, 2, seed=60)

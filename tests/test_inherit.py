@@ -2,9 +2,9 @@
 import mxnet as mx
 import numpy as np
 
-from oneshot_nas.inherit import inherit_from_path
+from oneshot_nas.nn.inherit import inherit_from_path
 from oneshot_nas.space import Architecture, get_space
-from oneshot_nas.supernet import SuperNet
+from oneshot_nas.nn.supernet import SuperNet
 from tests.test_supernet import batch, train_steps
 
 

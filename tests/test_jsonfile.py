@@ -2,7 +2,7 @@
 import pytest
 
 from oneshot_nas.errors import UserError
-from oneshot_nas.modelfile import read_meta
+from oneshot_nas.runs.modelfile import read_meta
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"\x80\x81 binary"])

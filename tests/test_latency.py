@@ -5,10 +5,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from oneshot_nas import latency
-from oneshot_nas.counting import space_key
+from oneshot_nas.cost import latency
+from oneshot_nas.cost.counting import space_key
 from oneshot_nas.errors import UserError
-from oneshot_nas.latency import (FORMAT, LatencyTable, default_path, error_summary,
+from oneshot_nas.cost.latency import (FORMAT, LatencyTable, default_path, error_summary,
                                  prediction_report)
 from oneshot_nas.space import get_space
 from profiling import latency_table

@@ -5,10 +5,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from oneshot_nas.layers import ElasticBatchNorm
-from oneshot_nas.merge_bn import merge_bn, units
+from oneshot_nas.nn.layers import ElasticBatchNorm
+from oneshot_nas.nn.merge_bn import merge_bn, units
 from oneshot_nas.space import get_space
-from oneshot_nas.subnet import SubNet
+from oneshot_nas.nn.subnet import SubNet
 from tests.test_space import random_arch
 
 TINY = get_space("tiny")

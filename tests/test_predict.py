@@ -9,10 +9,11 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from oneshot_nas import data, export, predict
+from oneshot_nas.data import sources as data
+from oneshot_nas.export import formats as export, predict
 from oneshot_nas.errors import UserError
-from oneshot_nas.modelfile import save_model
-from oneshot_nas.supernet import SuperNet
+from oneshot_nas.runs.modelfile import save_model
+from oneshot_nas.nn.supernet import SuperNet
 from tests.test_merge_bn import SPACES, randomised_subnet
 from tests.test_space import random_arch
 

@@ -7,12 +7,12 @@ from dataclasses import astuple
 import mxnet as mx
 import pytest
 
-from oneshot_nas.counting import Counts, LookupTable, count_ops
+from oneshot_nas.cost.counting import Counts, LookupTable, count_ops
 from oneshot_nas.errors import UserError
-from oneshot_nas.profile import (arch_symbol, block_name, gluoncv_counts, profile_arch,
+from oneshot_nas.cost.graph import (arch_symbol, block_name, gluoncv_counts, profile_arch,
                                  profile_symbol, profile_symbol_file)
 from oneshot_nas.space import PRESETS, Architecture, get_space
-from oneshot_nas.subnet import SubNet
+from oneshot_nas.nn.subnet import SubNet
 from tests.test_space import random_arch
 
 
@@ -138,7 +138,7 @@ def test_gluoncv_mobilenetv2_against_the_paper(tmp_path):
 def test_gluoncv_mobilenetv3_hard_swish_is_recognised():
     """gluoncv writes hard-swish as x * relu6(x + 3) / 6: one 'hard_swish' row per use, and its SE
     gate relu6(x + 3) / 6 as one 'hard_sigmoid' row; no scalar arithmetic is left over."""
-    from oneshot_nas.profile import gluoncv_symbol
+    from oneshot_nas.cost.graph import gluoncv_symbol
     profile = profile_symbol(gluoncv_symbol("mobilenetv3_large"), {"data": (1, 3, 224, 224)})
     kinds = [op.kind for op in profile.ops]
     assert kinds.count("hard_swish") == 21 and kinds.count("hard_sigmoid") == 8

@@ -4,9 +4,10 @@ import json
 import mxnet as mx
 import pytest
 
-from oneshot_nas import data, quantize
+from oneshot_nas.data import sources as data
+from oneshot_nas.export import quantize
 from oneshot_nas.bench.int8 import train_digits
-from oneshot_nas.export import export
+from oneshot_nas.export.formats import export
 from oneshot_nas.space import Architecture, get_space
 
 
@@ -58,7 +59,7 @@ def test_calibration_mode_is_checked():
 
 
 def test_predict_reads_the_int8_model(trained, tmp_path):
-    from oneshot_nas import predict
+    from oneshot_nas.export import predict
     from tests.test_predict import write_images
     dataset, out = trained[2], trained[3]
     images = write_images(dataset, tmp_path, 40)

@@ -6,9 +6,9 @@ import pytest
 import search_supernet
 import train_subnet
 import train_supernet
-from oneshot_nas import export
+from oneshot_nas.export import formats as export
 from oneshot_nas.errors import UserError
-from oneshot_nas.report import build_report
+from oneshot_nas.runs.report import build_report
 from profiling import score
 from tests.test_train import small  # noqa: F401  (fixture)
 from tests.test_train_cli import rec_flags

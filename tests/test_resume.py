@@ -8,18 +8,18 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from oneshot_nas.counting import LookupTable
-from oneshot_nas.devices import Sync
+from oneshot_nas.cost.counting import LookupTable
+from oneshot_nas.runs.workers import Sync
 from oneshot_nas.errors import UserError
-from oneshot_nas.validation import calibration_batches
-from oneshot_nas.path_sampler import PathSampler
-from oneshot_nas.runlog import RunDir
-from oneshot_nas.sampling import Budget
-from oneshot_nas.schedule import channel_schedule
+from oneshot_nas.train.validation import calibration_batches
+from oneshot_nas.sample.training import PathSampler
+from oneshot_nas.runs.rundir import RunDir
+from oneshot_nas.sample.sampling import Budget
+from oneshot_nas.sample.schedule import channel_schedule
 from oneshot_nas.space import Architecture, get_space
-from oneshot_nas.subnet import SubNet
-from oneshot_nas.supernet import SuperNet
-from oneshot_nas.train import Settings, SubnetTask, SupernetTask, fit, initialize
+from oneshot_nas.nn.subnet import SubNet
+from oneshot_nas.nn.supernet import SuperNet
+from oneshot_nas.train.loop import Settings, SubnetTask, SupernetTask, fit, initialize
 from tests.test_train import small  # noqa: F401  (fixture)
 
 SETTINGS = Settings(num_epochs=2, batch_size=32, lr=0.1, lr_mode="cosine", warmup_epochs=0.5, wd=1e-3,

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from oneshot_nas.counting import LookupTable
+from oneshot_nas.cost.counting import LookupTable
 from oneshot_nas.errors import UserError
-from oneshot_nas.sampling import (Budget, RejectionSampler, UniformSampler, crossover, extremes,
+from oneshot_nas.sample.sampling import (Budget, RejectionSampler, UniformSampler, crossover, extremes,
                                   mutate, parse_range, random_genes)
 from oneshot_nas.space import Architecture, get_space
-from oneshot_nas.strolling import StrollingSampler
+from oneshot_nas.sample.strolling import StrollingSampler
 
 
 @pytest.fixture(scope="module")

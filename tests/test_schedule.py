@@ -4,10 +4,10 @@ import math
 import pytest
 
 from oneshot_nas.errors import UserError
-from oneshot_nas.path_sampler import PathSampler
-from oneshot_nas.counting import LookupTable
-from oneshot_nas.sampling import Budget
-from oneshot_nas.schedule import LRSchedule, allowed_scales, channel_schedule, describe_channel_schedule
+from oneshot_nas.sample.training import PathSampler
+from oneshot_nas.cost.counting import LookupTable
+from oneshot_nas.sample.sampling import Budget
+from oneshot_nas.sample.schedule import LRSchedule, allowed_scales, channel_schedule, describe_channel_schedule
 from oneshot_nas.space import get_space
 
 SPACE = get_space("oneshot+")

@@ -7,11 +7,11 @@ import mxnet as mx
 import pytest
 
 from oneshot_nas.cli import run
-from oneshot_nas.counting import Counts, count_ops, micronet_score
-from oneshot_nas.modelfile import save_model
+from oneshot_nas.cost.counting import Counts, count_ops, micronet_score
+from oneshot_nas.runs.modelfile import save_model
 from oneshot_nas.space import Architecture, get_space, load_architecture, save_architecture
-from oneshot_nas.subnet import SubNet
-from oneshot_nas.supernet import SuperNet
+from oneshot_nas.nn.subnet import SubNet
+from oneshot_nas.nn.supernet import SuperNet
 from profiling import score
 from tests.conftest import ROOT
 from tests.test_space import random_arch

@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from oneshot_nas.constraints import (Constraints, CostModel, LatencyModel, Objective,
+from oneshot_nas.cost.constraints import (Constraints, CostModel, LatencyModel, Objective,
                                      micronet_reference)
-from oneshot_nas.counting import MOBILENETV2_14, Counts, count_ops, micronet_score, space_key
+from oneshot_nas.cost.counting import MOBILENETV2_14, Counts, count_ops, micronet_score, space_key
 from oneshot_nas.errors import UserError
-from oneshot_nas.sampling import arch_genes, genes_arch
-from oneshot_nas.search import Verdict, first_feasible, genetic_search, random_search
+from oneshot_nas.sample.sampling import arch_genes, genes_arch
+from oneshot_nas.search.strategies import Verdict, first_feasible, genetic_search, random_search
 from oneshot_nas.space import get_space
 from tests.test_space import random_arch
 
@@ -245,7 +245,7 @@ def test_latency_table_and_baselines(costs, tmp_path, rng):
     arch = random_arch(space, rng)
     expected = 0.75 + sum(blocks[p, b, c] for p, (b, c) in enumerate(zip(arch.blocks, arch.channels)))
     assert lat.measure(arch_genes(arch))["latency_ms"] == pytest.approx(expected)
-    from oneshot_nas.latency import LatencyTable         # the profiler's own reading agrees
+    from oneshot_nas.cost.latency import LatencyTable         # the profiler's own reading agrees
     assert LatencyTable.load(path, space).predict_ms(arch) == pytest.approx(expected)
     cons = Constraints(lat, {"latency_ms": (None, expected)})
     assert cons(arch_genes(arch)).ok
@@ -266,6 +266,6 @@ def test_latency_table_and_baselines(costs, tmp_path, rng):
 
 
 def test_pareto_front_keeps_only_undominated_candidates():
-    from oneshot_nas.search_plots import pareto_front
+    from oneshot_nas.search.plots import pareto_front
     costs, values = [3, 1, 2, 2, 4, 5], [0.5, 0.1, 0.4, 0.3, 0.45, 0.7]
     assert pareto_front(costs, values) == [1, 2, 0, 5]

@@ -7,13 +7,13 @@ import pytest
 
 import search_supernet
 from oneshot_nas.cli import run
-from oneshot_nas.counting import Counts, count_ops
+from oneshot_nas.cost.counting import Counts, count_ops
 from oneshot_nas.errors import UserError
-from oneshot_nas.modelfile import save_model
-from oneshot_nas.runlog import read_jsonl
-from oneshot_nas.counting import space_key
+from oneshot_nas.runs.modelfile import save_model
+from oneshot_nas.runs.rundir import read_jsonl
+from oneshot_nas.cost.counting import space_key
 from oneshot_nas.space import Architecture, get_space, load_architecture
-from oneshot_nas.supernet import SuperNet
+from oneshot_nas.nn.supernet import SuperNet
 
 SMALL = ["--population", "4", "--generations", "2", "--topk", "2", "--crossover", "1", "--mutation",
          "2", "--update-bn-images", "64", "--search-val-images", "32", "--batch-size", "32"]

@@ -13,10 +13,10 @@ import mxnet as mx
 import pytest
 
 import search_supernet
-from oneshot_nas.data import embedded_digits
-from oneshot_nas.modelfile import save_model
-from oneshot_nas.runlog import read_jsonl
-from oneshot_nas.supernet import SuperNet
+from oneshot_nas.data.sources import embedded_digits
+from oneshot_nas.runs.modelfile import save_model
+from oneshot_nas.runs.rundir import read_jsonl
+from oneshot_nas.nn.supernet import SuperNet
 from tests.conftest import ROOT
 
 FLAGS = ["--population", "4", "--generations", "2", "--topk", "2", "--crossover", "1", "--mutation",

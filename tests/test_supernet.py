@@ -6,8 +6,8 @@ from mxnet import autograd
 
 from oneshot_nas.errors import ArchitectureError
 from oneshot_nas.space import Architecture, get_space
-from oneshot_nas.subnet import SubNet, extract_subnet
-from oneshot_nas.supernet import SuperNet
+from oneshot_nas.nn.subnet import SubNet, extract_subnet
+from oneshot_nas.nn.supernet import SuperNet
 from tests.test_space import random_arch
 
 SPACES = {"tiny": get_space("tiny"),
@@ -147,7 +147,7 @@ def test_supernet_rejects_an_architecture_of_another_space():
 def test_supernet_holds_every_candidate_at_full_width(name):
     """The MXNet parameters of the paper supernets equal the analytic count of stem + head + every
     candidate at its widest (the OneShot supernet: 15.94M trainable parameters)."""
-    from oneshot_nas.counting import Counts, block_ops, head_ops, stem_ops
+    from oneshot_nas.cost.counting import Counts, block_ops, head_ops, stem_ops
     space = get_space(name)
     net = SuperNet(space)
     net.initialize()

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from oneshot_nas.compat import import_torch
-from oneshot_nas.counting import count_ops
-from oneshot_nas.merge_bn import merge_bn
+from oneshot_nas.cost.counting import count_ops
+from oneshot_nas.nn.merge_bn import merge_bn
 from oneshot_nas.errors import UserError
 from oneshot_nas.space import Architecture, conv_out_size
 from tests.test_merge_bn import SPACES, inputs, randomised_subnet
 from tests.test_space import random_arch
 
 torch = import_torch()
-from oneshot_nas import torch_model  # noqa: E402  (after torch, through compat)
+from oneshot_nas.export import torch_model  # noqa: E402  (after torch, through compat)
 
 
 @pytest.mark.parametrize("space", list(SPACES))

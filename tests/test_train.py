@@ -4,17 +4,17 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from oneshot_nas.bn_calib import recalibrate_bn
-from oneshot_nas.data import DIGITS_AUGMENTATION, Dataset, _pack, resolve_dataset, train_iter, val_iter
-from oneshot_nas.devices import Sync
-from oneshot_nas.path_sampler import PathSampler
-from oneshot_nas.schedule import channel_schedule
+from oneshot_nas.nn.bn_calib import recalibrate_bn
+from oneshot_nas.data.sources import DIGITS_AUGMENTATION, Dataset, _pack, resolve_dataset, train_iter, val_iter
+from oneshot_nas.runs.workers import Sync
+from oneshot_nas.sample.training import PathSampler
+from oneshot_nas.sample.schedule import channel_schedule
 from oneshot_nas.space import Architecture, get_space
-from oneshot_nas.subnet import SubNet, extract_subnet
-from oneshot_nas.supernet import SuperNet
-from oneshot_nas.train import (Settings, SubnetTask, SupernetTask, make_trainer, ordered_params,
+from oneshot_nas.nn.subnet import SubNet, extract_subnet
+from oneshot_nas.nn.supernet import SuperNet
+from oneshot_nas.train.loop import (Settings, SubnetTask, SupernetTask, make_trainer, ordered_params,
                                smoothed_cross_entropy, steps_per_epoch, train_step)
-from oneshot_nas.validation import calibration_batches, evaluate, scoring_copy
+from oneshot_nas.train.validation import calibration_batches, evaluate, scoring_copy
 from tests.test_space import random_arch
 
 TWO_DEVICES = [mx.cpu(0), mx.cpu(1)]

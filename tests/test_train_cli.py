@@ -7,8 +7,8 @@ import pytest
 import train_subnet
 import train_supernet
 from oneshot_nas.cli import run
-from oneshot_nas.modelfile import load_model, read_meta
-from oneshot_nas.runlog import read_jsonl
+from oneshot_nas.runs.modelfile import load_model, read_meta
+from oneshot_nas.runs.rundir import read_jsonl
 from oneshot_nas.space import Architecture, get_space, save_architecture
 from profiling import score
 from tests.test_train import small  # noqa: F401  (fixture)

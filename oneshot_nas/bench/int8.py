@@ -15,11 +15,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from .. import data
-from ..export import export
-from ..bn_calib import recalibrate_bn
+from ..data import sources as data
+from ..export.formats import export
+from ..nn.bn_calib import recalibrate_bn
 from ..space import Architecture, load_architecture
-from ..subnet import SubNet
+from ..nn.subnet import SubNet
 
 # One fixed architecture, so figures compare across machines: mixed blocks, mid widths.
 ARCH = "tiny_B0123-3210-01230123-3012_C4444-4444-44444444-4444"

@@ -13,9 +13,9 @@ import mxnet as mx
 import numpy as np
 from scipy.stats import spearmanr
 
-from ..counting import LookupTable
-from ..latency import LatencyTable, error_summary, prediction_report
-from ..sampling import UniformSampler
+from ..cost.counting import LookupTable
+from ..cost.latency import LatencyTable, error_summary, prediction_report
+from ..sample.sampling import UniformSampler
 from ..space import get_space
 
 

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from ..counting import Counts, LookupTable, count_ops
-from ..profile import profile_arch
-from ..sampling import UniformSampler
+from ..cost.counting import Counts, LookupTable, count_ops
+from ..cost.graph import profile_arch
+from ..sample.sampling import UniformSampler
 from ..space import get_space
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..counting import LookupTable
-from ..sampling import Budget, RejectionSampler, UniformSampler, parse_range
+from ..cost.counting import LookupTable
+from ..sample.sampling import Budget, RejectionSampler, UniformSampler, parse_range
 from ..space import get_space
-from ..strolling import StrollingSampler
+from ..sample.strolling import StrollingSampler
 
 GRID = (7, 8)
 

@@ -20,15 +20,15 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..bn_calib import recalibrate_bn
-from ..constraints import Constraints, CostModel
-from ..counting import Counts, count_ops
-from ..data import embedded_digits
-from ..evaluate import CandidateEvaluator, ImageSlice, SearchData, prepare_search_data
-from ..sampling import UniformSampler, arch_genes
+from ..nn.bn_calib import recalibrate_bn
+from ..cost.constraints import Constraints, CostModel
+from ..cost.counting import Counts, count_ops
+from ..data.sources import embedded_digits
+from ..search.evaluate import CandidateEvaluator, ImageSlice, SearchData, prepare_search_data
+from ..sample.sampling import UniformSampler, arch_genes
 from ..space import get_space
-from ..subnet import SubNet
-from ..supernet import SuperNet
+from ..nn.subnet import SubNet
+from ..nn.supernet import SuperNet
 
 
 def _sync(out):

@@ -12,10 +12,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..sampling import UniformSampler
+from ..sample.sampling import UniformSampler
 from ..space import get_space
-from ..subnet import SubNet
-from ..supernet import SuperNet
+from ..nn.subnet import SubNet
+from ..nn.supernet import SuperNet
 
 
 def _step(net, trainer, loss_fn, x, y, arch=None):

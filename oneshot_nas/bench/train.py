@@ -20,14 +20,14 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from ..data import Dataset, _pack, resolve_dataset, train_iter
-from ..devices import Sync
-from ..path_sampler import PathSampler
-from ..schedule import channel_schedule
+from ..data.sources import Dataset, _pack, resolve_dataset, train_iter
+from ..runs.workers import Sync
+from ..sample.training import PathSampler
+from ..sample.schedule import channel_schedule
 from ..space import get_space
-from ..supernet import SuperNet
-from ..train import Settings, SupernetTask, fit, initialize, make_trainer, ordered_params, train_epoch
-from ..validation import calibration_batches
+from ..nn.supernet import SuperNet
+from ..train.loop import Settings, SupernetTask, fit, initialize, make_trainer, ordered_params, train_epoch
+from ..train.validation import calibration_batches
 from .supernet import measure
 
 

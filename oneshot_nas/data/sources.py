@@ -1,0 +1,250 @@
+"""Datasets as RecordIO files, read by MXNet's ImageRecordIter: ImageNet, an image folder, or digits.
+
+Every source ends up as (train.rec/.idx, val.rec/.idx), so one reading path serves all of them:
+- ImageNet (or any) RecordIO given by the user;
+- an image folder (`train/<class>/*.jpg`, `val/<class>/*.jpg`), packed once into a cache folder;
+- the embedded default: scikit-learn's bundled handwritten digits (1,797 real 8x8 scans), split
+  train/val deterministically, upscaled and packed once into the cache folder.
+Fixed slices for BN recalibration and search are decoded once into memory (`load_slice`).
+"""
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+
+from ..cost.counting import cache_dir
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+MEAN_RGB = (123.68, 116.28, 103.53)
+STD_RGB = (58.395, 57.12, 57.375)
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training augmentation (ImageNet defaults: random resized crop 0.08-1, flip, colour jitter
+    0.4, PCA lighting 0.1). Validation: resize the short side to size/0.875, centre crop."""
+    min_area: float = 0.08
+    mirror: bool = True
+    jitter: float = 0.4
+    lighting: float = 0.1
+    crop_ratio: float = 0.875
+
+
+# Digits are centred strokes: a flip turns a 2 into something else and tiny crops lose the digit.
+DIGITS_AUGMENTATION = Augmentation(min_area=0.5, mirror=False, jitter=0.2, lighting=0.0, crop_ratio=1.0)
+
+
+@dataclass(frozen=True)
+class Records:
+    """One RecordIO file and its index."""
+    rec: Path
+    idx: Path
+
+    def keys(self):
+        with open(self.idx) as f:
+            return [int(line.split("\t", 1)[0]) for line in f if line.strip()]
+
+    def __len__(self):
+        with open(self.idx) as f:
+            return sum(1 for line in f if line.strip())
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: Records
+    val: Records
+    num_classes: int
+    augmentation: Augmentation = field(default_factory=Augmentation)
+
+
+# ----- sources ----------------------------------------------------------------------------------
+def resolve_dataset(rec_train=None, rec_train_idx=None, rec_val=None, rec_val_idx=None,
+                    data_dir=None, num_classes=None, cache=None):
+    """The dataset the flags name, checked before anything trains; the digits when none is given."""
+    if rec_train or rec_val:
+        missing = [flag for flag, v in (("--rec-train", rec_train), ("--rec-train-idx", rec_train_idx),
+                                        ("--rec-val", rec_val), ("--rec-val-idx", rec_val_idx)) if not v]
+        if missing:
+            raise UserError(f"RecordIO data needs all four of --rec-train, --rec-train-idx, --rec-val, "
+                            f"--rec-val-idx; missing: {', '.join(missing)}")
+        for path in (rec_train, rec_train_idx, rec_val, rec_val_idx):
+            _check_readable(path)
+        if num_classes is None:
+            raise UserError("RecordIO data: the number of classes comes from the search space "
+                            "(--num-classes to override); none was given")
+        ds = Dataset("recordio", Records(Path(rec_train), Path(rec_train_idx)),
+                     Records(Path(rec_val), Path(rec_val_idx)), num_classes)
+    elif data_dir:
+        ds = pack_image_folder(data_dir, cache)
+    else:
+        ds = embedded_digits(cache=cache)
+    if num_classes is not None and ds.num_classes > num_classes:
+        raise UserError(f"the data has {ds.num_classes} classes but the model has {num_classes}; "
+                        f"pass --num-classes {ds.num_classes}")
+    check_labels(ds.val, num_classes or ds.num_classes)
+    return ds
+
+
+def _check_readable(path):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file {path} does not exist; check the --rec-* paths")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as err:
+        raise UserError(f"data file {path} cannot be read ({err.strerror})") from None
+
+
+def check_labels(records, num_classes, probe=2000):
+    """Read up to `probe` records spread over the file; fail if a label is outside the model."""
+    keys = records.keys()
+    if not keys:
+        raise UserError(f"{records.rec} holds no images (its index {records.idx} is empty)")
+    picks = keys if len(keys) <= probe else [keys[i] for i in np.linspace(0, len(keys) - 1, probe).astype(int)]
+    reader = mx.recordio.MXIndexedRecordIO(str(records.idx), str(records.rec), "r")
+    try:
+        for key in picks:
+            header, _ = mx.recordio.unpack(reader.read_idx(key))
+            label = int(np.ravel(header.label)[0])
+            if not 0 <= label < num_classes:
+                raise UserError(f"{records.rec} has an image of class {label}, but the model has "
+                                f"{num_classes} classes (0..{num_classes - 1}); set --num-classes")
+    except (KeyError, mx.base.MXNetError) as err:
+        raise UserError(f"{records.rec} does not match its index {records.idx} ({err}); "
+                        "regenerate both with im2rec") from None
+    finally:
+        reader.close()
+
+
+def _pack(path_stem, items, encode):
+    """Write (label, payload) items into path_stem.rec/.idx atomically."""
+    tmp_rec, tmp_idx = f"{path_stem}.rec.tmp", f"{path_stem}.idx.tmp"
+    writer = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, "w")
+    for key, (label, payload) in enumerate(items):
+        writer.write_idx(key, encode(mx.recordio.IRHeader(0, float(label), key, 0), payload))
+    writer.close()
+    os.replace(tmp_rec, f"{path_stem}.rec")
+    os.replace(tmp_idx, f"{path_stem}.idx")
+    return Records(Path(f"{path_stem}.rec"), Path(f"{path_stem}.idx"))
+
+
+def embedded_digits(size=32, val_fraction=0.2, cache=None):
+    """scikit-learn's digits as RecordIO (packed once): 3-channel PNGs upscaled to size x size."""
+    from sklearn.datasets import load_digits
+    folder = Path(cache or cache_dir()) / "data" / f"digits-{size}-v1"
+    train, val = (Records(folder / f"{s}.rec", folder / f"{s}.idx") for s in ("train", "val"))
+    if not (folder / "meta.json").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        digits = load_digits()
+        order = np.random.default_rng(1797).permutation(len(digits.target))
+        n_val = int(round(len(order) * val_fraction))
+        images = np.clip(digits.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
+
+        def encode(header, img):
+            import cv2
+            up = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+            return mx.recordio.pack_img(header, np.repeat(up[:, :, None], 3, axis=2), img_fmt=".png")
+        train = _pack(folder / "train", [(digits.target[i], images[i]) for i in order[n_val:]], encode)
+        val = _pack(folder / "val", [(digits.target[i], images[i]) for i in order[:n_val]], encode)
+        (folder / "meta.json").write_text(json.dumps({"train": len(order) - n_val, "val": n_val}))
+        log.info("packed the digits into %s (%d train, %d val)", folder, len(order) - n_val, n_val)
+    return Dataset("digits", train, val, 10, DIGITS_AUGMENTATION)
+
+
+def pack_image_folder(data_dir, cache=None):
+    """An image-folder dataset (train/ and val/ with one folder per class), packed once."""
+    root = Path(data_dir)
+    splits = {s: root / s for s in ("train", "val")}
+    for name, path in splits.items():
+        if not path.is_dir():
+            raise UserError(f"--data-dir {root} needs a '{name}' folder with one sub-folder per class")
+    classes = sorted(d.name for d in splits["train"].iterdir() if d.is_dir())
+    if not classes:
+        raise UserError(f"{splits['train']} has no class folders")
+    unknown = sorted({d.name for d in splits["val"].iterdir() if d.is_dir()} - set(classes))
+    if unknown:
+        raise UserError(f"{splits['val']} has classes the training set lacks: {unknown[:5]}")
+    files = {s: sorted((c, f) for c in classes for f in (p / c).glob("*")
+                       if f.suffix.lower() in IMAGE_EXTS) if p.is_dir() else []
+             for s, p in splits.items()}
+    listing = json.dumps({s: [(c, str(f), f.stat().st_mtime) for c, f in v] for s, v in files.items()})
+    folder = Path(cache or cache_dir()) / "data" / f"folder-{hashlib.sha1(listing.encode()).hexdigest()[:12]}"
+    records = {}
+    for split, items in files.items():
+        if not items:
+            raise UserError(f"{splits[split]} holds no images ({', '.join(IMAGE_EXTS)})")
+        rec = Records(folder / f"{split}.rec", folder / f"{split}.idx")
+        if not rec.idx.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            labels = {c: i for i, c in enumerate(classes)}
+            rec = _pack(folder / split, [(labels[c], f.read_bytes()) for c, f in items], mx.recordio.pack)
+            log.info("packed %d %s images from %s into %s", len(items), split, splits[split], folder)
+        records[split] = rec
+    return Dataset(f"folder:{root.name}", records["train"], records["val"], len(classes))
+
+
+# ----- iterators --------------------------------------------------------------------------------
+def _normalise():
+    return dict(mean_r=MEAN_RGB[0], mean_g=MEAN_RGB[1], mean_b=MEAN_RGB[2],
+                std_r=STD_RGB[0], std_g=STD_RGB[1], std_b=STD_RGB[2])
+
+
+def train_iter(dataset, batch_size, input_size, threads=2, seed=0, num_parts=1, part_index=0,
+               dtype="float32"):
+    """Shuffled, augmented training batches of worker `part_index` of `num_parts`."""
+    aug = dataset.augmentation
+    return mx.io.ImageRecordIter(
+        path_imgrec=str(dataset.train.rec), path_imgidx=str(dataset.train.idx),
+        data_shape=(3, input_size, input_size), batch_size=batch_size, shuffle=True, seed=seed,
+        preprocess_threads=threads, num_parts=num_parts, part_index=part_index, dtype=dtype,
+        random_resized_crop=True, min_random_area=aug.min_area, max_random_area=1.0,
+        min_aspect_ratio=3.0 / 4, max_aspect_ratio=4.0 / 3, rand_mirror=aug.mirror,
+        brightness=aug.jitter, contrast=aug.jitter, saturation=aug.jitter, pca_noise=aug.lighting,
+        **_normalise())
+
+
+def val_iter(dataset, batch_size, input_size, threads=2, num_parts=1, part_index=0, dtype="float32",
+             records=None):
+    """Validation batches in file order (resize to size/crop_ratio, centre crop). The last batch
+    is filled by wrapping around: its `pad` says how many of its images are repeats."""
+    records = records or dataset.val
+    return mx.io.ImageRecordIter(
+        path_imgrec=str(records.rec), path_imgidx=str(records.idx),
+        data_shape=(3, input_size, input_size), batch_size=batch_size, shuffle=False,
+        preprocess_threads=threads, num_parts=num_parts, part_index=part_index, dtype=dtype,
+        resize=int(round(input_size / dataset.augmentation.crop_ratio)), **_normalise())
+
+
+def load_slice(dataset, records, count, input_size, offset=0):
+    """Decode `count` images of `records` (from position `offset` in its index) once, with the
+    validation transform, into memory: (data NDArray (N, 3, S, S), labels NDArray (N,))."""
+    keys = records.keys()
+    if offset >= len(keys) or count <= 0:
+        raise UserError(f"{records.rec}: no images in the requested slice ({count} from {offset}; "
+                        f"it has {len(keys)})")
+    keys = keys[offset:offset + count]
+    reader = mx.recordio.MXIndexedRecordIO(str(records.idx), str(records.rec), "r")
+    resize = int(round(input_size / dataset.augmentation.crop_ratio))
+    mean, std = mx.nd.array(MEAN_RGB).reshape((1, 1, 3)), mx.nd.array(STD_RGB).reshape((1, 1, 3))
+    data, labels = [], []
+    try:
+        for key in keys:
+            header, payload = mx.recordio.unpack(reader.read_idx(key))
+            img = mx.image.imdecode(payload)
+            img = mx.image.resize_short(img, resize)
+            img, _ = mx.image.center_crop(img, (input_size, input_size))
+            data.append(((img.astype("float32") - mean) / std).transpose((2, 0, 1)))
+            labels.append(float(np.ravel(header.label)[0]))
+    finally:
+        reader.close()
+    return mx.nd.stack(*data), mx.nd.array(labels)
+

@@ -1,0 +1,145 @@
+"""Devices and workers: the contexts a run trains on, its precision, and the kvstore that keeps
+them in step.
+
+One `Sync` object owns the kvstore. The Gluon Trainer is built without one (it only applies the
+optimizer on each device), because its all-reduce pushes the gradient of every parameter, including
+the stale gradients of supernet candidates the step did not use: 3/4 of the supernet's traffic is
+wasted that way, and a stale gradient summed across workers is meaningless. Here only the
+parameters the step's path touched are reduced, and since every device and every worker draws the
+same path (same seed stream), every worker pushes the same keys in the same order.
+"""
+import logging
+import os
+
+import mxnet as mx
+import numpy as np
+
+from ..errors import UserError
+from ..nn.layers import ElasticBatchNorm
+
+log = logging.getLogger(__name__)
+KV_TYPES = ("device", "local", "dist_sync", "dist_device_sync")
+METRIC_SLOTS = 16      # metrics summed across workers travel as one array of this many floats
+METRIC_KEY = 1 << 24   # their kvstore key, far above the parameters' keys (0, 1, 2, ...)
+
+
+def device_count(gpus=""):
+    """How many devices `--gpus` names (1 for the CPU), without checking that they exist."""
+    return max(1, len([g for g in str(gpus or "").split(",") if g.strip()]))
+
+
+def contexts_from(gpus=""):
+    """[mx.gpu(i) for i in '0,1,...'] or [mx.cpu()] when `gpus` is empty."""
+    ids = [g.strip() for g in str(gpus or "").split(",") if g.strip()]
+    if not ids:
+        return [mx.cpu()]
+    try:
+        ids = [int(g) for g in ids]
+    except ValueError:
+        raise UserError(f"--gpus {gpus!r}: give GPU numbers separated by commas, e.g. --gpus 0,1") from None
+    available = mx.context.num_gpus()
+    if available == 0:
+        raise UserError(f"--gpus {gpus}: this MXNet build has no GPU support (or no GPU is visible); "
+                        "drop --gpus to train on the CPU, or install a CUDA build of mxnet 1.9.1")
+    missing = [g for g in ids if not 0 <= g < available]
+    if missing:
+        raise UserError(f"--gpus {gpus}: GPU {missing[0]} does not exist (this machine has {available})")
+    return [mx.gpu(g) for g in ids]
+
+
+def cast_for_training(net, dtype):
+    """float16 weights (multi-precision updates keep a float32 master copy) with float32 BatchNorm,
+    which cuDNN requires; float32 leaves `net` as it is."""
+    if dtype == "float16":
+        net.cast("float16")
+        stack = [net]
+        while stack:
+            block = stack.pop()
+            if isinstance(block, ElasticBatchNorm):
+                block.cast("float32")
+            stack.extend(block._children.values())
+
+
+class Sync:
+    """Gradient and statistics exchange between devices (kvstore device/local) and workers
+    (kvstore dist_sync/dist_device_sync under MXNet's launcher). With one device and no
+    distribution there is nothing to exchange and no kvstore is created.
+
+    Create it first thing in an entry point: under the launcher, a worker that stops before joining
+    the kvstore leaves the others waiting forever; after joining, `all_ok` lets every worker stop
+    on bad input that only one of them sees."""
+
+    def __init__(self, kv_type, num_devices=1):
+        if kv_type not in KV_TYPES:
+            raise UserError(f"--kv-store {kv_type!r} is not supported; choose one of {', '.join(KV_TYPES)} "
+                            "(asynchronous kvstores cannot keep a shared path per step)")
+        self.distributed = kv_type.startswith("dist")
+        if self.distributed and "DMLC_ROLE" not in os.environ:
+            raise UserError(f"--kv-store {kv_type} needs MXNet's parameter-server launcher: "
+                            "python -m oneshot_nas.launch -n WORKERS -s SERVERS --launcher local|ssh ... "
+                            "(see docs/training.md); for one machine use --kv-store device")
+        self.kv = mx.kv.create(kv_type) if self.distributed or num_devices > 1 else None
+        self.rank = self.kv.rank if self.distributed else 0
+        self.num_workers = self.kv.num_workers if self.distributed else 1
+        self.contexts = [None] * num_devices
+        self.keys = {}
+        if self.distributed:
+            self.kv.init(METRIC_KEY, mx.nd.zeros(METRIC_SLOTS))
+
+    @property
+    def is_chief(self):
+        """The worker that writes logs and checkpoints."""
+        return self.rank == 0
+
+    def barrier(self):
+        """Wait until every worker gets here."""
+        if self.distributed:
+            self.kv._barrier()     # private in 1.x but stable; the public name came in 2.0
+
+    def all_ok(self, ok):
+        """True when every worker passes ok=True (each must call this at the same point)."""
+        return bool(self.sum([1.0 if ok else 0.0])[0] >= self.num_workers - 0.5)
+
+    def register(self, params, contexts):
+        """Give each parameter (an ordered list, the same on every worker) a key and make every
+        copy equal to worker 0's first device."""
+        if len(contexts) != len(self.contexts):
+            raise ValueError(f"this Sync was made for {len(self.contexts)} devices, not {len(contexts)}")
+        self.contexts = list(contexts)
+        self.keys = {p.name: i for i, p in enumerate(params)}
+        if self.kv is None:
+            return
+        keys = list(range(len(params)))
+        self.kv.init(keys, [p.data(self.contexts[0]) for p in params])
+        self.kv.pull(keys, out=[p.list_data() for p in params])
+
+    def reduce_grads(self, params):
+        """Sum the gradients of `params` over devices and workers (in place, on every device)."""
+        if self.kv is None:
+            return
+        for p in params:
+            key = self.keys[p.name]
+            self.kv.pushpull(key, p.list_grad(), priority=-key)
+
+    def average_data(self, params):
+        """Make every copy of `params` (BatchNorm running statistics) the mean over all copies."""
+        if self.kv is None:
+            return
+        copies = len(self.contexts) * self.num_workers
+        for p in params:
+            arrays = p.list_data()
+            self.kv.pushpull(self.keys[p.name], arrays)
+            for a in arrays:
+                a /= copies
+
+    def sum(self, values):
+        """Element-wise sum of a few floats over workers (each worker passes its own)."""
+        values = np.asarray(values, dtype=np.float64)
+        if not self.distributed:
+            return values
+        if len(values) > METRIC_SLOTS:
+            raise ValueError(f"at most {METRIC_SLOTS} values can be summed at once")
+        buf = mx.nd.zeros(METRIC_SLOTS)
+        buf[:len(values)] = mx.nd.array(values)
+        self.kv.pushpull(METRIC_KEY, buf, out=buf)
+        return buf.asnumpy()[:len(values)].astype(np.float64)

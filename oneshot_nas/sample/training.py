@@ -1,0 +1,95 @@
+"""Which path the supernet trains at each step, epoch by epoch.
+
+Uniform over blocks and the channel ids the schedule allows this epoch; optionally under a MACs /
+params budget, by capped rejection or by the strolling sampler (even coverage of the budget). A
+budget that no architecture can meet with every scale allowed fails at start. During block search
+and the early channel warm-up the allowed widths may make a budget unreachable (e.g. at scale 2.0
+every path is far above 330M MACs): those epochs train unconstrained, and the schedule printed at
+start says so.
+"""
+import numpy as np
+
+from ..errors import UserError
+from .sampling import RejectionSampler, UniformSampler, check_feasible
+from .strolling import StrollingSampler
+
+SAMPLERS = ("uniform", "strolling")
+
+
+class PathSampler:
+    """`sampler(rng)` -> Architecture; `start_epoch(channel_ids)` follows the channel schedule."""
+
+    def __init__(self, space, table=None, budget=None, kind="uniform"):
+        if kind not in SAMPLERS:
+            raise UserError(f"--constraint-sampler {kind!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+        self.space, self.table, self.budget, self.kind = space, table, budget, kind
+        self.base = UniformSampler(space)          # every scale allowed: the budget must fit here
+        self.rejection = self.strolling = None
+        if budget:
+            self.rejection = RejectionSampler(self.base, table, budget)
+            if kind == "strolling":
+                self.strolling = StrollingSampler(self.base, table, budget)
+        self.constrained = False
+
+    def budget_reachable(self, channel_ids):
+        if not self.budget:
+            return False
+        try:
+            check_feasible(self.table, self.budget, channel_ids)
+        except UserError:
+            return False
+        return True
+
+    def start_epoch(self, channel_ids):
+        """Allow `channel_ids` from now on; returns whether the budget applies to them."""
+        self.constrained = self.budget_reachable(channel_ids)
+        if self.constrained and self.strolling is not None:
+            self.strolling.set_channel_ids(channel_ids)   # also narrows self.base
+        else:
+            self.base.set_channel_ids(channel_ids)
+        return self.constrained
+
+    def __call__(self, rng):
+        if not self.constrained:
+            return self.base(rng)
+        return (self.strolling or self.rejection)(rng)
+
+    def validation_paths(self, count, rng):
+        """`count` paths for validation, drawn without touching the training sampler's state."""
+        draw = self.rejection if self.constrained else self.base
+        return [draw(rng) for _ in range(count)]
+
+    def describe(self, plan):
+        """Whether the budget applies in each distinct stage of the channel schedule."""
+        if not self.budget:
+            return "constraint: none (uniform paths)"
+        off = sorted({e for e, ids in enumerate(plan) if not self.budget_reachable(ids)})
+        text = f"constraint: {self.budget.describe()} by {self.kind} sampling"
+        if off:
+            text += (f"; unreachable with the widths allowed in epochs {_spans(off)}, "
+                     "which train unconstrained")
+        return text
+
+    def state_dict(self):
+        return {"strolling": self.strolling.state_dict() if self.strolling else None}
+
+    def load_state_dict(self, state):
+        if self.strolling is not None and state.get("strolling") is not None:
+            self.strolling.load_state_dict(state["strolling"])
+
+
+def _spans(epochs):
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    spans, start = [], epochs[0]
+    for a, b in zip(epochs, epochs[1:] + [None]):
+        if b != a + 1:
+            spans.append(f"{start}" if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(spans)
+
+
+def fixed_paths(sampler, count, seed, channel_ids):
+    """Validation paths that stay the same while the allowed channels do, so accuracy curves
+    compare like with like from epoch to epoch."""
+    rng = np.random.default_rng([seed, 7919] + list(channel_ids))
+    return sampler.validation_paths(count, rng)
