@@ -19,6 +19,7 @@ from .jsonfile import read_json
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"  # one character per gene id in the canonical string
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
 LAST_BLOCKS = ("original", "mobilenetv3")
+ARCH_STRING = re.compile(r"([^_\s/]+)_B([0-9a-z\-]+)_C([0-9a-z\-]+)")
 
 
 def make_divisible(value, divisor=8):
@@ -230,6 +231,81 @@ class SearchSpace:
         data.update(changes, name=name)
         return SearchSpace.from_dict(data)
 
+    def with_classes(self, num_classes):
+        """This space with its classifier resized to `num_classes` (renamed NAME-cN, so files and
+        architecture strings never claim to be the preset); itself when nothing changes."""
+        if num_classes is None or num_classes == self.num_classes:
+            return self
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ArchitectureError(f"num_classes {num_classes!r}: a classifier needs at least 2 classes")
+        return self.derive(f"{self.name}-c{num_classes}", num_classes=num_classes)
+
+    # ----- the gene codec -----------------------------------------------------------------------
+    # An architecture as a flat tuple of integer genes, for samplers, cost tables and search
+    # strategies: one gene per position for each group, the groups in `gene_groups` order. Nobody
+    # else knows the layout; a new kind of gene is one more group here (and a field of Architecture).
+    @cached_property
+    def gene_groups(self):
+        """(GeneGroup, ...) in gene order: the block ids, then the channel ids."""
+        return (GeneGroup("blocks", self.num_blocks), GeneGroup("channels", self.num_scales))
+
+    @property
+    def num_genes(self):
+        return self.num_positions * len(self.gene_groups)
+
+    def encode(self, arch):
+        """The genes of `arch` (a tuple of ints)."""
+        return tuple(i for group in self.gene_groups for i in getattr(arch, group.name))
+
+    def decode(self, genes):
+        """The Architecture of `genes` (any sequence of integers, numpy included)."""
+        return Architecture(self, **self.split(tuple(int(g) for g in genes)))
+
+    def split(self, genes):
+        """{group name: its genes}: slices of a sequence, or of the last axis of an array."""
+        n = self.num_positions
+        return {g.name: genes[..., k * n:(k + 1) * n] if hasattr(genes, "ndim") else genes[k * n:(k + 1) * n]
+                for k, g in enumerate(self.gene_groups)}
+
+    def gene_choices(self, **allowed):
+        """What each gene may take, for samplers and strategies: an int n (values 0..n-1), or a
+        tuple of allowed values (one value freezes the gene). `allowed[group]` is a tuple of ids for
+        every position, or a list with one tuple (or one id) per position; e.g.
+        gene_choices(channels=(9,)) keeps every channel at the widest scale."""
+        unknown = sorted(set(allowed) - {g.name for g in self.gene_groups})
+        if unknown:
+            raise ArchitectureError(f"unknown gene groups {unknown}; this space has "
+                                    f"{[g.name for g in self.gene_groups]}")
+        choices = []
+        for group in self.gene_groups:
+            spec = allowed.get(group.name)
+            if spec is None:
+                choices += [group.size] * self.num_positions
+                continue
+            per_position = spec if isinstance(spec, list) else [spec] * self.num_positions
+            if len(per_position) != self.num_positions:
+                raise ArchitectureError(f"{group.name}: {len(per_position)} entries for "
+                                        f"{self.num_positions} positions")
+            for values in per_position:
+                values = (values,) if isinstance(values, numbers.Integral) else tuple(int(v) for v in values)
+                if not values or any(not 0 <= v < group.size for v in values):
+                    raise ArchitectureError(f"{group.name} ids {values} are not within 0..{group.size - 1}")
+                choices.append(values)
+        return choices
+
+    def allowed_ids(self, choices):
+        """{group name: [allowed ids of each position as a tuple]} of a gene_choices list."""
+        return {name: [tuple(range(c)) if isinstance(c, numbers.Integral) else tuple(c) for c in part]
+                for name, part in self.split(list(choices)).items()}
+
+
+@dataclass(frozen=True)
+class GeneGroup:
+    """One kind of gene: one per position, each an id among `size` values; `name` is the field of
+    Architecture that holds them."""
+    name: str
+    size: int
+
 
 def mid_channels(c_out, scale):
     """The one rounding rule for a block's main-branch width: int(c_out // 2 * scale).
@@ -298,6 +374,25 @@ class Architecture:
         return tuple(table[p][c] for p, c in enumerate(self.channels))
 
     @property
+    def genes(self):
+        """The flat gene tuple (see SearchSpace.encode)."""
+        return self.space.encode(self)
+
+    def on(self, space, what="the architecture"):
+        """This architecture in `space`, which may differ from its own only in name and number of
+        classes (e.g. a preset's architecture retrained on 100 classes)."""
+        space = get_space(space)
+        if space == self.space:
+            return self
+        mine, theirs = self.space.to_dict(), space.to_dict()
+        for d in (mine, theirs):
+            d.pop("name"), d.pop("num_classes")
+        if mine != theirs:
+            raise ArchitectureError(f"{what} {self} is of space {self.space.name!r}, which does not "
+                                    f"match space {space.name!r}")
+        return Architecture(space, self.blocks, self.channels)
+
+    @property
     def block_names(self):
         return tuple(self.space.blocks[b] for b in self.blocks)
 
@@ -321,7 +416,7 @@ class Architecture:
     @classmethod
     def from_str(cls, text, space=None):
         """Parse a canonical string; `space` is needed only for a space that is not a preset."""
-        match = re.fullmatch(r"([^_\s]+)_B([0-9a-z\-]+)_C([0-9a-z\-]+)", str(text).strip())
+        match = ARCH_STRING.fullmatch(str(text).strip())
         if not match:
             raise ArchitectureError(
                 f"{text!r} is not an architecture string; expected SPACE_B<block ids>_C<channel ids>"
@@ -347,9 +442,14 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, data):
+        """From `to_dict`'s record, a hand-written {space, blocks, channels}, or {"arch": STRING}."""
+        if isinstance(data, dict) and "arch" in data and not {"blocks", "channels"} & set(data):
+            config = data.get("space_config")
+            return cls.from_str(data["arch"], SearchSpace.from_dict(config) if config else None)
         if not isinstance(data, dict) or not {"space", "blocks", "channels"} <= set(data):
             raise ArchitectureError(
-                "an architecture record needs the keys 'space', 'blocks' and 'channels'")
+                "an architecture record needs the keys 'space', 'blocks' and 'channels' (or just "
+                "'arch', the architecture string)")
         config = data.get("space_config")
         space = SearchSpace.from_dict(config) if config else get_space(data["space"])
         if space.name != data["space"]:
@@ -394,10 +494,15 @@ def save_architecture(path, arch, record=None):
 
 
 def load_architecture(path, with_record=False):
-    """Read an architecture JSON written by `save_architecture` (or by hand: space, blocks, channels)."""
+    """An architecture from a JSON file written by `save_architecture` (or by hand: space, blocks,
+    channels; or only "arch"), or from its canonical string given instead of a path."""
+    if not Path(str(path)).exists() and ARCH_STRING.fullmatch(str(path).strip()):
+        arch = Architecture.from_str(path)
+        return (arch, {}) if with_record else arch
     path = Path(path)
     data = read_json(path, missing="architecture file {path} does not exist; pass a models/*.json file "
-                                   "written by search or training (e.g. models/oneshot-s+.json)",
+                                   "written by search or training (e.g. models/oneshot-s+.json) or an "
+                                   "architecture string",
                      invalid="architecture file {path} is not valid JSON ({err}); "
                              "regenerate it or fix it by hand")
     try:

@@ -83,9 +83,9 @@ def main(argv=None):
     args = parse_args(argv)
     setup_logging()
     import numpy as np
-    from oneshot_nas.cost.latency import (LatencyTable, default_path, device_name, error_summary,
-                                     prediction_report)
-    from oneshot_nas.sample.sampling import UniformSampler
+    from oneshot_nas.cost.latency import LatencyTable, default_path
+    from oneshot_nas.cost.timing import device_name, error_summary, measure_table, prediction_report
+    from oneshot_nas.sample.samplers import UniformSampler
     from oneshot_nas.space import Architecture
     space = load_space(args.space)
     ctxs = contexts(args.gpus)
@@ -102,9 +102,9 @@ def main(argv=None):
                                 "--remeasure or another --out")
             print(f"using the latency table {path}")
         else:
-            table = LatencyTable.measure(space, ctx, args.batch_size, args.repeats,
-                                         progress=not args.no_progress, warmup=args.warmup,
-                                         calibration_archs=args.calibration_archs)
+            table = measure_table(space, ctx, args.batch_size, args.repeats,
+                                  progress=not args.no_progress, warmup=args.warmup,
+                                  calibration_archs=args.calibration_archs)
             table.save(path)
             print(f"saved the latency table of {space.name} on {table.device}, batch "
                   f"{table.batch_size}, to {path}")

@@ -13,24 +13,24 @@ OUT=logs/quickstart
 mkdir -p "$OUT"
 : > "$OUT/steps.jsonl"
 
-step() {   # step NAME COMMAND...: run it, stop the pipeline if it fails, record how long it took
-    name="$1"; shift
+step() {   # step NAME RUN COMMAND...: run it, stop the pipeline if it fails, record how long it took
+    name="$1"; run="$2"; shift 2   # RUN: what the step writes, relative to $OUT (the report reads it)
     echo "=== $name: $*" >&2
     start=$(date +%s)
     "$@" || { echo "quickstart: step '$name' failed" >&2; exit 1; }
-    python -c 'import json, sys; print(json.dumps({"step": sys.argv[1], "seconds": int(sys.argv[2]), "command": " ".join(sys.argv[3:])}))' \
-        "$name" "$(( $(date +%s) - start ))" "$@" >> "$OUT/steps.jsonl"
+    python -c 'import json, sys; print(json.dumps({"step": sys.argv[1], "run": sys.argv[2], "seconds": int(sys.argv[3]), "command": " ".join(sys.argv[4:])}))' \
+        "$name" "$run" "$(( $(date +%s) - start ))" "$@" >> "$OUT/steps.jsonl"
 }
 
 # the supernet recipe is scripts/train_supernet.sh's (30 epochs; see the flags there)
-step supernet sh scripts/train_supernet.sh \
+step supernet supernet sh scripts/train_supernet.sh \
     --save-dir "$OUT/supernet" \
     --overwrite \
     "$@"
 
-step search python search_supernet.py \
+step search search python search_supernet.py \
     --supernet "$OUT/supernet/supernet.params" \
-    --max-flops 0.45M \
+    --max-macs 0.45M \
     --population 16 \
     --generations 6 \
     --topk 6 \
@@ -41,7 +41,7 @@ step search python search_supernet.py \
     --topk-save 3 \
     --overwrite
 
-step retrain python train_subnet.py "$OUT/models/search-1.json" \
+step retrain subnet python train_subnet.py "$OUT/models/search-1.json" \
     --num-epochs 15 \
     --batch-size 64 \
     --lr 0.1 \
@@ -50,10 +50,10 @@ step retrain python train_subnet.py "$OUT/models/search-1.json" \
     --output "$OUT/subnet/winner.params" \
     --overwrite
 
-step profile python profiling/score.py "$OUT/subnet/winner.params" --out "$OUT/profile.md"
+step profile profile.json python profiling/score.py "$OUT/subnet/winner.params" --out "$OUT/profile.md"
 python profiling/score.py "$OUT/subnet/winner.params" --format json --out "$OUT/profile.json"
 
-step export python -m oneshot_nas.export "$OUT/subnet/winner.params" \
+step export export python -m oneshot_nas.export "$OUT/subnet/winner.params" \
     --to symbol,onnx,pytorch,int8 \
     --out-dir "$OUT/export"
 

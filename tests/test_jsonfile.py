@@ -15,5 +15,5 @@ def test_a_damaged_model_description_is_named(tmp_path, content):
 
 def test_a_missing_model_description_says_how_to_pass_one(tmp_path):
     (tmp_path / "net.params").write_bytes(b"")
-    with pytest.raises(UserError, match="has no net.json beside it .* --arch models/NAME.json"):
+    with pytest.raises(UserError, match="has no net.json beside it saying which network it holds; give its architecture"):
         read_meta(tmp_path / "net.params")

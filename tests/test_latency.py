@@ -5,11 +5,11 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from oneshot_nas.cost import latency
+from oneshot_nas.cost import timing
 from oneshot_nas.cost.counting import space_key
+from oneshot_nas.cost.latency import FORMAT, LatencyTable, default_path
+from oneshot_nas.cost.timing import calibrate_table, error_summary, measure_table, prediction_report
 from oneshot_nas.errors import UserError
-from oneshot_nas.cost.latency import (FORMAT, LatencyTable, default_path, error_summary,
-                                 prediction_report)
 from oneshot_nas.space import get_space
 from profiling import latency_table
 from tests.test_space import random_arch
@@ -21,7 +21,7 @@ CONTRACT = {"format", "space", "space_key", "space_config", "device", "batch_siz
             "stem_ms", "head_ms", "blocks_ms"}
 
 
-class _CountingChoiceBlock(latency.ChoiceBlock):
+class _CountingChoiceBlock(timing.ChoiceBlock):
     built = []
 
     def __init__(self, choice, position, max_mid, **kwargs):
@@ -32,17 +32,17 @@ class _CountingChoiceBlock(latency.ChoiceBlock):
 @pytest.fixture(scope="module")
 def table():
     patch = pytest.MonkeyPatch()
-    patch.setattr(latency, "ChoiceBlock", _CountingChoiceBlock)
+    patch.setattr(timing, "ChoiceBlock", _CountingChoiceBlock)
     try:
-        return LatencyTable.measure(SMALL, mx.cpu(), batch_size=1, repeats=3, warmup=1)
+        return measure_table(SMALL, mx.cpu(), batch_size=1, repeats=3, warmup=1)
     finally:
         patch.undo()
 
 
 def test_each_signature_is_measured_once(table):
     positions = SMALL.positions
-    assert latency.signature(positions[1]) == latency.signature(positions[2])
-    assert len({latency.signature(p) for p in positions}) == 5 == table.extra["signatures"]
+    assert timing.signature(positions[1]) == timing.signature(positions[2])
+    assert len({timing.signature(p) for p in positions}) == 5 == table.extra["signatures"]
     # 5 signatures x 2 blocks x 2 widths, each built and timed once; position 2 reuses position 1
     assert len(_CountingChoiceBlock.built) == 20
     assert 2 not in {p for p, _, _ in _CountingChoiceBlock.built}
@@ -75,12 +75,12 @@ def test_round_trip_and_prediction_is_the_sum(table, tmp_path, rng):
 
 def test_calibration_scales_every_entry_by_the_end_to_end_ratio(table):
     raw = LatencyTable(SMALL, table.device, 1, table.stem_ms, table.head_ms, table.blocks_ms)
-    raw.calibrate(mx.cpu(), 2, 3, 1)
+    calibrate_table(raw, mx.cpu(), 2, 3, 1)
     scale = raw.extra["calibration"]["scale"]
     assert 0.2 < scale < 5 and raw.extra["calibration"]["archs"] == 2
     np.testing.assert_allclose(raw.blocks_ms, table.blocks_ms * scale)
     assert raw.stem_ms == pytest.approx(table.stem_ms * scale)
-    assert "calibration" in table.extra     # measure() calibrates by default
+    assert "calibration" in table.extra     # measure_table calibrates by default
 
 
 def test_prediction_report(table, rng):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from oneshot_nas.data import sources as data
+from oneshot_nas.data.slices import val_slice
 from oneshot_nas.export import formats as export, predict
 from oneshot_nas.errors import UserError
 from oneshot_nas.runs.modelfile import save_model
@@ -48,7 +49,7 @@ def write_images(dataset, folder, count):
 @pytest.mark.parametrize("model", ["net-symbol.json", "net.onnx", "net.params"])
 def test_probabilities_are_the_networks_on_the_validation_transform(exported, model):
     net, _, folder, dataset, images = exported
-    x, _ = data.load_slice(dataset, dataset.val, len(images), 32)   # digits: crop ratio 1.0
+    x = val_slice(dataset, len(images), 32).data()   # digits: crop ratio 1.0
     expected = predict.softmax(net(x).asnumpy())
     results = predict.predict(folder / model, images, crop_ratio=1.0)
     assert [r[0] for r in results] == [str(p) for p in images]
@@ -88,7 +89,7 @@ def test_bad_input_is_one_clear_message(exported, tmp_path):
     lone = tmp_path / "lone-symbol.json"        # no export summary beside it: size unknown
     lone.write_text((folder / "net-symbol.json").read_text())
     (tmp_path / "lone-0000.params").write_bytes((folder / "net-0000.params").read_bytes())
-    with pytest.raises(UserError, match="pass --input-size"):
+    with pytest.raises(UserError, match="give the input size"):
         predict.predict(lone, images)
     assert len(predict.predict(lone, images[:1], input_size=32)[0][1]) == 5
     (tmp_path / "lone-0000.params").unlink()
@@ -97,7 +98,7 @@ def test_bad_input_is_one_clear_message(exported, tmp_path):
     mx.random.seed(0)
     supernet = SuperNet(SPACES["tiny"])
     supernet.initialize()
-    with pytest.raises(UserError, match="is a supernet"):
+    with pytest.raises(UserError, match="holds a supernet"):
         predict.predict(save_model(supernet, tmp_path / "super.params"), images)
 
 

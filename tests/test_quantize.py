@@ -5,6 +5,7 @@ import mxnet as mx
 import pytest
 
 from oneshot_nas.data import sources as data
+from oneshot_nas.data.slices import val_slice
 from oneshot_nas.export import quantize
 from oneshot_nas.bench.int8 import train_digits
 from oneshot_nas.export.formats import export
@@ -33,7 +34,7 @@ def test_int8_keeps_the_predictions(trained):
     assert q["calibration_images"] == 64
     fp32 = quantize.load_symbol_block(out / "digits-symbol.json", out / "digits-0000.params")
     int8 = quantize.load_symbol_block(out / "digits-int8-symbol.json", out / "digits-int8-0000.params")
-    x, _ = data.load_slice(dataset, dataset.val, 100, 32)
+    x = val_slice(dataset, 100, 32).data()
     agree = (fp32(x).asnumpy().argmax(1) == int8(x).asnumpy().argmax(1)).mean()
     assert agree > 0.8
     for kind in ("fp32", "int8"):

@@ -6,7 +6,7 @@ import pytest
 import search_supernet
 import train_subnet
 import train_supernet
-from oneshot_nas.export import formats as export
+from oneshot_nas.export import __main__ as export
 from oneshot_nas.errors import UserError
 from oneshot_nas.runs.report import build_report
 from profiling import score

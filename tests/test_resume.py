@@ -8,18 +8,20 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from oneshot_nas.cost.counting import LookupTable
-from oneshot_nas.runs.workers import Sync
+from oneshot_nas.cost.limits import Limits
+from oneshot_nas.cost.model import CostModel
+from oneshot_nas.data.slices import calibration_slice
 from oneshot_nas.errors import UserError
-from oneshot_nas.train.validation import calibration_batches
-from oneshot_nas.sample.training import PathSampler
-from oneshot_nas.runs.rundir import RunDir
-from oneshot_nas.sample.sampling import Budget
-from oneshot_nas.sample.schedule import channel_schedule
-from oneshot_nas.space import Architecture, get_space
 from oneshot_nas.nn.subnet import SubNet
 from oneshot_nas.nn.supernet import SuperNet
-from oneshot_nas.train.loop import Settings, SubnetTask, SupernetTask, fit, initialize
+from oneshot_nas.runs.rundir import RunDir
+from oneshot_nas.runs.workers import Workers
+from oneshot_nas.sample.schedule import channel_schedule
+from oneshot_nas.sample.training import PathSampler
+from oneshot_nas.space import Architecture, get_space
+from oneshot_nas.train.loop import fit
+from oneshot_nas.train.settings import Settings, initialize
+from oneshot_nas.train.tasks import SubnetTask, SupernetTask
 from tests.test_train import small  # noqa: F401  (fixture)
 
 SETTINGS = Settings(num_epochs=2, batch_size=32, lr=0.1, lr_mode="cosine", warmup_epochs=0.5, wd=1e-3,
@@ -42,9 +44,9 @@ def make_task(kind, small):
     # block search in epoch 0, the first warm-up stage (scales 1.8-2.0) in epoch 1; the strolling
     # sampler's archive and cycle carry over the resume
     plan = channel_schedule(space, SETTINGS.num_epochs, epoch_start_cs=1, warm_up=True)
-    sampler = PathSampler(space, LookupTable.load(space), Budget.of(macs=(0.7e6, 1.0e6)), "strolling")
+    sampler = PathSampler(space, Limits(CostModel(space), {"macs": (0.7e6, 1.0e6)}), "strolling")
     inherit = 1 if kind == "supernet-inherit" else 0
-    return SupernetTask(net, sampler, plan, calibration_batches(small, 64, 32, 32), val_paths=2, seed=3,
+    return SupernetTask(net, sampler, plan, calibration_slice(small, 64, 32), val_paths=2, seed=3,
                         inherit_epochs=inherit, inherit_path=Architecture.largest(space) if inherit else None)
 
 
@@ -54,7 +56,7 @@ def params_of(net):
 
 @pytest.mark.parametrize("kind", ["supernet", "supernet-inherit", "subnet"])
 def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_path):
-    sync = Sync("device")
+    sync = Workers("device")
     straight = make_task(kind, small)
     run_a = RunDir.create(tmp_path / "a", {})
     history_a = fit(straight, small, SETTINGS, [mx.cpu()], sync, run=run_a, save_dir=run_a.path, progress=False)
@@ -83,13 +85,13 @@ def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_pat
 
 
 def test_resume_refuses_changed_settings(small, tmp_path):
-    sync = Sync("device")
+    sync = Workers("device")
     run = RunDir.create(tmp_path / "r", {})
     fit(make_task("supernet", small), small, SETTINGS, [mx.cpu()], sync, run=run, save_dir=run.path,
         stop_after=0, progress=False)
     task = make_task("supernet", small)
     task.plan = channel_schedule(task.space, SETTINGS.num_epochs, epoch_start_cs=-1)   # channel search off
-    with pytest.raises(UserError, match=r"different settings.*task\.plan was"):
+    with pytest.raises(UserError, match=r"other settings.*task\.plan was"):
         fit(task, small, SETTINGS, [mx.cpu()], sync, run=run, save_dir=run.path, resume=True, progress=False)
     with pytest.raises(UserError, match="settings.lr was 0.1, now 0.2"):
         fit(make_task("supernet", small), small, Settings(**{**SETTINGS.__dict__, "lr": 0.2}), [mx.cpu()],
@@ -98,5 +100,5 @@ def test_resume_refuses_changed_settings(small, tmp_path):
 
 def test_resume_without_a_checkpoint_says_so(small, tmp_path):
     with pytest.raises(UserError, match="has no checkpoint yet"):
-        fit(make_task("subnet", small), small, SETTINGS, [mx.cpu()], Sync("device"),
+        fit(make_task("subnet", small), small, SETTINGS, [mx.cpu()], Workers("device"),
             save_dir=tmp_path, resume=True, progress=False)

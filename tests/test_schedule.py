@@ -5,9 +5,10 @@ import pytest
 
 from oneshot_nas.errors import UserError
 from oneshot_nas.sample.training import PathSampler
-from oneshot_nas.cost.counting import LookupTable
-from oneshot_nas.sample.sampling import Budget
-from oneshot_nas.sample.schedule import LRSchedule, allowed_scales, channel_schedule, describe_channel_schedule
+from oneshot_nas.cost.limits import Limits
+from oneshot_nas.cost.model import CostModel
+from oneshot_nas.sample.schedule import allowed_scales, channel_schedule, describe_channel_schedule
+from oneshot_nas.train.lr import LRSchedule
 from oneshot_nas.space import get_space
 
 SPACE = get_space("oneshot+")
@@ -44,16 +45,16 @@ def test_channel_search_off():
 
 
 def test_budget_unreachable_in_early_stages_is_said_at_start():
-    table = LookupTable.load(SPACE)
-    sampler = PathSampler(SPACE, table, Budget.of(macs=(250e6, 330e6)), "uniform")
+    costs = CostModel(SPACE)
+    sampler = PathSampler(SPACE, Limits(costs, {"macs": (250e6, 330e6)}), "uniform")
     plan = channel_schedule(SPACE, 25, epoch_start_cs=2, warm_up=True)
     text = sampler.describe(plan)
-    assert "macs in [250.00M, 330.00M] by uniform sampling" in text
+    assert "macs in [250M, 330M] by uniform sampling" in text
     assert "unreachable with the widths allowed in epochs 0-" in text
     assert not sampler.start_epoch(plan[0])               # 2.0 only: every path is far above 330M
     assert sampler.start_epoch(plan[-1])                  # every scale: constrained
-    with pytest.raises(UserError, match="the smallest has"):
-        PathSampler(SPACE, table, Budget.of(macs=(None, 10e6)), "strolling")
+    with pytest.raises(UserError, match="they range from"):
+        PathSampler(SPACE, Limits(costs, {"macs": (None, 10e6)}), "strolling")
 
 
 def test_cosine_with_linear_warm_up():
@@ -77,7 +78,7 @@ def test_step_and_linear():
 
 
 def test_bad_schedules():
-    with pytest.raises(UserError, match="--lr-mode 'poly' is unknown"):
+    with pytest.raises(UserError, match="learning-rate mode 'poly' is unknown"):
         LRSchedule(0.1, 10, 10, mode="poly")
-    with pytest.raises(UserError, match="--warmup-epochs 20"):
+    with pytest.raises(UserError, match="warm-up epochs 20"):
         LRSchedule(0.1, 10, 10, warmup_epochs=20)

@@ -127,3 +127,48 @@ def test_custom_space_round_trips_through_json(tmp_path):
     loaded = load_architecture(save_architecture(tmp_path / "c.json", arch))
     assert loaded == arch and loaded.space.se is False
     assert Architecture.from_str(str(arch), space=space) == arch
+
+
+# ----- the gene codec -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["oneshot", "oneshot+", "tiny"])
+def test_genes_round_trip_and_keep_their_layout_in_the_space(name, rng):
+    space = get_space(name)
+    arch = random_arch(space, rng)
+    genes = arch.genes
+    assert len(genes) == space.num_genes == 2 * space.num_positions
+    assert space.decode(genes) == arch and space.decode(np.array(genes)) == arch
+    parts = space.split(genes)
+    assert parts == {"blocks": arch.blocks, "channels": arch.channels}
+    batch = np.array([genes, Architecture.largest(space).genes])
+    assert space.split(batch)["channels"].shape == (2, space.num_positions)
+    choices = space.gene_choices(channels=(space.num_scales - 1,))
+    assert choices[:space.num_positions] == [space.num_blocks] * space.num_positions
+    assert set(choices[space.num_positions:]) == {(space.num_scales - 1,)}
+    frozen = space.gene_choices(blocks=list(arch.blocks))
+    assert space.allowed_ids(frozen)["blocks"] == [(b,) for b in arch.blocks]
+    with pytest.raises(ArchitectureError, match="unknown gene groups"):
+        space.gene_choices(bits=(8,))
+    with pytest.raises(ArchitectureError, match="not within"):
+        space.gene_choices(channels=(space.num_scales,))
+
+
+def test_an_architecture_can_be_given_as_its_string_or_a_json_with_only_it(tmp_path):
+    arch = load_architecture(ROOT / "models" / "oneshot-s+.json")
+    assert load_architecture(str(arch)) == arch
+    path = tmp_path / "only-arch.json"
+    path.write_text(json.dumps({"arch": str(arch)}))
+    assert load_architecture(path) == arch
+    with pytest.raises(UserError, match="does not exist; pass a models/.*json file .* or an architecture string"):
+        load_architecture(tmp_path / "missing.json")
+
+
+def test_an_architecture_moves_to_a_space_with_another_number_of_classes():
+    arch = Architecture.largest("tiny")
+    space = get_space("tiny").with_classes(100)
+    assert space.name == "tiny-c100" and get_space("tiny").with_classes(10) is get_space("tiny")
+    moved = arch.on(space)
+    assert moved.space is space and moved.blocks == arch.blocks
+    with pytest.raises(ArchitectureError, match="does not match"):
+        arch.on("oneshot")
+    with pytest.raises(ArchitectureError, match="at least 2 classes"):
+        get_space("tiny").with_classes(1)

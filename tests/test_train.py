@@ -4,17 +4,22 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from oneshot_nas.nn.bn_calib import recalibrate_bn
-from oneshot_nas.data.sources import DIGITS_AUGMENTATION, Dataset, _pack, resolve_dataset, train_iter, val_iter
-from oneshot_nas.runs.workers import Sync
-from oneshot_nas.sample.training import PathSampler
-from oneshot_nas.sample.schedule import channel_schedule
-from oneshot_nas.space import Architecture, get_space
+from oneshot_nas.data.iterators import train_iter
+from oneshot_nas.data.slices import calibration_slice, prepare_search_data
+from oneshot_nas.data.sources import DIGITS_AUGMENTATION, Dataset, _pack, resolve_dataset
+from oneshot_nas.nn.pathgraph import PathGraph
 from oneshot_nas.nn.subnet import SubNet, extract_subnet
 from oneshot_nas.nn.supernet import SuperNet
-from oneshot_nas.train.loop import (Settings, SubnetTask, SupernetTask, make_trainer, ordered_params,
-                               smoothed_cross_entropy, steps_per_epoch, train_step)
-from oneshot_nas.train.validation import calibration_batches, evaluate, scoring_copy
+from oneshot_nas.runs.workers import Workers
+from oneshot_nas.sample.schedule import channel_schedule
+from oneshot_nas.sample.training import PathSampler
+from oneshot_nas.search.scoring import CandidateEvaluator
+from oneshot_nas.space import Architecture, get_space
+from oneshot_nas.train import validation
+from oneshot_nas.train.loop import smoothed_cross_entropy, steps_per_epoch, train_step
+from oneshot_nas.train.settings import Settings, make_trainer, ordered_params
+from oneshot_nas.train.tasks import SubnetTask, SupernetTask
+from oneshot_nas.train.validation import evaluate, val_source
 from tests.test_space import random_arch
 
 TWO_DEVICES = [mx.cpu(0), mx.cpu(1)]
@@ -65,11 +70,11 @@ def totals_for(contexts):
 def test_a_step_moves_only_the_path_not_even_by_momentum_or_weight_decay(contexts, rng):
     space = get_space("tiny")
     net = supernet_on(contexts)
-    sync = Sync("device", len(contexts))
+    sync = Workers("device", len(contexts))
     params = ordered_params(net)
     sync.register(params, contexts)
     trainer = make_trainer(params, Settings(lr=0.1, momentum=0.9, wd=1e-2))
-    task = SupernetTask(net, PathSampler(space), channel_schedule(space, 1), calibration=[None])
+    task = SupernetTask(net, PathSampler(space), channel_schedule(space, 1), calibration=None)
     first = random_arch(space, rng)
     second = Architecture(space, [(b + 1) % space.num_blocks for b in first.blocks], first.channels)
     train_step(task, trainer, one_batch(rng), contexts, first, sync, 16, 0.0, totals_for(contexts))
@@ -109,9 +114,9 @@ def test_supernet_steps_equal_the_extracted_subnets_steps(contexts, rng):
     sub.hybridize(static_alloc=True, static_shape=True)
     settings = Settings(lr=0.05, momentum=0.9, wd=1e-3)
     batches = [one_batch(rng), one_batch(rng)]
-    for task in (SupernetTask(net, PathSampler(space), channel_schedule(space, 1), calibration=[None]),
+    for task in (SupernetTask(net, PathSampler(space), channel_schedule(space, 1), calibration=None),
                  SubnetTask(sub)):
-        sync = Sync("device", len(contexts))
+        sync = Workers("device", len(contexts))
         params = ordered_params(task.net)
         sync.register(params, contexts)
         trainer = make_trainer(params, settings)
@@ -150,15 +155,13 @@ def test_every_worker_can_take_the_planned_steps(small, workers):
 def test_validation_scores_recalibrated_copies_and_counts_every_image(small, rng):
     space = get_space("tiny")
     net = supernet_on([mx.cpu()])
-    calibration = calibration_batches(small, 64, 32, 32)
+    calibration = calibration_slice(small, 64, 32)
     task = SupernetTask(net, PathSampler(space), channel_schedule(space, 1), calibration,
                         val_paths=2, reference=random_arch(space, rng))
     task.start_epoch(0)
     before = snapshot(net, mx.cpu())
-
-    def val_batches():
-        return val_iter(small, 32, 32, threads=1)
-    record = task.validate(0, val_batches, [mx.cpu()], Sync("device"), max_images=0)
+    val_batches = val_source(small, 32, 32, 1, Workers())
+    record = task.validate(0, val_batches, [mx.cpu()], Workers(), max_images=0, batch_size=32)
     assert len(record["val_paths"]) == 2
     for key in ("val_top1_mean", "val_top1_min", "val_top1_max", "val_top5_mean", "ref_top1", "ref_top5"):
         assert 0.0 <= record[key] <= 1.0
@@ -167,30 +170,58 @@ def test_validation_scores_recalibrated_copies_and_counts_every_image(small, rng
     # the supernet itself is untouched: validation scores copies
     for name, value in snapshot(net, mx.cpu()).items():
         np.testing.assert_array_equal(value, before[name], err_msg=name)
-    # a scored copy has the path's weights and statistics of the calibration data, not the
-    # supernet's (here still the initial 0 / 1)
+    # a scored path has the statistics of the calibration data, not the supernet's (still 0 / 1):
+    # the stem BN's are the moments of the stem conv's output over all 64 images
     arch = task.reference
-    copy = scoring_copy(net, [mx.cpu()], arch, calibration)
-    stem = copy.stem.conv
-    y = stem.conv(mx.nd.concat(*calibration, dim=0)).asnumpy()
-    np.testing.assert_allclose(stem.bn.running_mean.data().asnumpy(), y.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(stem.bn.running_var.data().asnumpy(), y.var(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
-    assert not np.allclose(stem.bn.running_var.data().asnumpy(), 1.0)
-    x = calibration[0][:4]
-    reference = extract_subnet(net, arch)
-    recalibrate_bn(reference, calibration)
-    np.testing.assert_allclose(copy(x).asnumpy(), reference(x).asnumpy(), rtol=1e-4, atol=1e-5)
+    graph = PathGraph(net, arch, [mx.cpu()])
+    graph.calibrate(calibration.batches(32))
+    y = net.stem.conv.conv(calibration.data()).asnumpy()
+    (mean, var), = [v for k, v in graph.running_stats().items() if "stem" in k[0]]
+    np.testing.assert_allclose(mean, y.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(var, y.var(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(var, 1.0)
+    # ... and it predicts what the extracted subnet with those statistics predicts
+    sub = extract_subnet(net, arch)
+    sub_graph = PathGraph(sub)
+    sub_graph.calibrate(calibration.batches(32))
+    sub_graph.store_statistics()
+    x = calibration.data()[:4]
+    np.testing.assert_allclose(graph.predict(x).asnumpy(), sub(x).asnumpy(), rtol=1e-4, atol=1e-5)
     # two evaluations in a row each see every validation image exactly once
     for _ in range(2):
-        assert evaluate(net, val_batches, [mx.cpu()], Sync("device"),
-                        arch=arch, calibration=calibration)["images"] == len(small.val)
+        assert evaluate(net, val_batches, Workers(), arch=arch, calibration=calibration)["images"] == len(small.val)
+    assert evaluate(net, val_batches, Workers(), arch=arch, calibration=calibration,
+                    max_images=50)["images"] == 50
+
+
+def test_streamed_and_in_memory_validation_agree(small, monkeypatch):
+    """A small validation set is decoded once; a large one streams from RecordIO every time. Both
+    decode the same pixels, so they give the same top-1 and top-5."""
+    net = SubNet(random_arch("tiny", np.random.default_rng(1)))
+    net.initialize(mx.init.MSRAPrelu())
+    in_memory = evaluate(net, val_source(small, 32, 32, 1, Workers()), Workers())
+    monkeypatch.setattr(validation, "VAL_CACHE_BYTES", 0)
+    streamed = evaluate(net, val_source(small, 32, 32, 1, Workers()), Workers())
+    assert streamed == in_memory and streamed["images"] == len(small.val)
+
+
+def test_training_validation_and_search_agree_on_the_same_slices(small, rng):
+    """The one way to score a path: the search's evaluator and training validation give the same
+    top-1 for the same supernet, path, calibration slice and split."""
+    net = supernet_on([mx.cpu()])
+    data = prepare_search_data(small, 32, update_bn_images=64, search_val_images=48)
+    for arch in (random_arch("tiny", rng), random_arch("tiny", rng)):
+        search = CandidateEvaluator(net, data, [mx.cpu()], batch_size=32).evaluate(arch)
+        val = evaluate(net, lambda: data.split.batches(32), Workers(), arch=arch,
+                       calibration=data.calibration, batch_size=32)
+        assert (val["top1"], val["images"]) == (search["accuracy"], search["images"]) == (val["top1"], 48)
 
 
 def test_inheritance_stage_trains_one_path_then_copies_it_everywhere(rng):
     space = get_space("tiny")
     net = supernet_on([mx.cpu()])
     path = Architecture.largest(space)
-    task = SupernetTask(net, PathSampler(space), channel_schedule(space, 3), calibration=[None],
+    task = SupernetTask(net, PathSampler(space), channel_schedule(space, 3), calibration=None,
                         inherit_epochs=2, inherit_path=path)
     for epoch in (0, 1):
         assert task.start_epoch(epoch)["path"] == str(path)

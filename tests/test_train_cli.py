@@ -41,14 +41,14 @@ def tiny_arch(tmp_path_factory):
     (["--space", "huge"], "unknown search space 'huge'; choose one of: oneshot, oneshot+, tiny"),
     (["--rec-train", "nowhere/train.rec", "--rec-train-idx", "nowhere/train.idx",
       "--rec-val", "nowhere/val.rec", "--rec-val-idx", "nowhere/val.idx"], "nowhere/train.rec does not exist"),
-    (["--rec-train", "nowhere/train.rec"], "missing: --rec-train-idx, --rec-val, --rec-val-idx"),
+    (["--rec-train", "nowhere/train.rec"], "3 of them are not given (--rec-train-idx / --rec-val / --rec-val-idx)"),
     (["--num-classes", "5"], "the data has 10 classes but the model has 5"),
-    (["--flops-range", "5M:30M"], "the smallest has 0.17M and the largest 1.14M"),
+    (["--flops-range", "5M:30M"], "they range from 0.171M to 1.14M"),
     (["--kv-store", "dist_sync"], "needs MXNet's parameter-server launcher"),
     (["--dtype", "float16"], "--dtype float16 is for GPUs"),
     (["--lr-mode", "step"], "--lr-mode step needs --lr-decay-epoch"),
     (["--reference-arch", "nowhere.json"], "architecture file nowhere.json does not exist"),
-    (["--resume"], "holds no run to resume"),
+    (["--resume"], "holds no run (args.json is missing)"),
 ])
 def test_supernet_bad_input_fails_before_anything_is_written(flags, message, tmp_path, capsys):
     fails(train_supernet.main, flags + ["--save-dir", str(tmp_path / "run")], capsys, message)
@@ -95,7 +95,7 @@ def test_supernet_run_leaves_its_record_and_is_not_overwritten(small, tmp_path, 
     assert meta["kind"] == "supernet" and meta["record"]["epochs"] == 1
     # a second run in the same folder is refused and leaves the checkpoint alone
     checkpoint = (save / "checkpoint" / "model.params").read_bytes()
-    fails(train_supernet.main, argv, capsys, "already holds a run; pass --resume")
+    fails(train_supernet.main, argv, capsys, "already holds a run; resume it, overwrite it")
     assert (save / "checkpoint" / "model.params").read_bytes() == checkpoint
     assert len(read_jsonl(save / "metrics.jsonl")) == 1
     # the saved supernet seeds a retraining

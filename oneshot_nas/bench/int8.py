@@ -15,11 +15,13 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..data import sources as data
+from ..data.iterators import labelled_batches, val_iter
+from ..data.slices import ImageSlice, calibration_slice
+from ..data.sources import resolve_dataset
 from ..export.formats import export
-from ..nn.bn_calib import recalibrate_bn
-from ..space import Architecture, load_architecture
+from ..nn.pathgraph import PathGraph
 from ..nn.subnet import SubNet
+from ..space import Architecture, load_architecture
 
 # One fixed architecture, so figures compare across machines: mixed blocks, mid widths.
 ARCH = "tiny_B0123-3210-01230123-3012_C4444-4444-44444444-4444"
@@ -34,9 +36,10 @@ def train_digits(arch, epochs=8, batch_size=64, lr=0.1, seed=0, dataset=None):
     """
     mx.random.seed(seed)
     rng = np.random.default_rng(seed)
-    dataset = dataset or data.resolve_dataset(num_classes=arch.space.num_classes)
+    dataset = dataset or resolve_dataset(num_classes=arch.space.num_classes)
     size = arch.space.input_size
-    images, labels = data.load_slice(dataset, dataset.train, len(dataset.train), size)
+    train = ImageSlice.load(dataset, dataset.train, dataset.train.keys(), size)
+    images, labels = train.data(), mx.nd.array(train.labels)
     net = SubNet(arch)
     net.initialize(mx.init.MSRAPrelu())
     net.hybridize(static_alloc=True, static_shape=True)
@@ -63,21 +66,20 @@ def untrained(arch, images=256, seed=0):
     """A randomly initialised SubNet whose BN statistics are estimated on training images (so
     activations, and hence int8 ranges, are of realistic size)."""
     mx.random.seed(seed)
-    dataset = data.resolve_dataset(num_classes=arch.space.num_classes)
-    x, _ = data.load_slice(dataset, dataset.train, images, arch.space.input_size)
+    dataset = resolve_dataset(num_classes=arch.space.num_classes)
     net = SubNet(arch)
     net.initialize(mx.init.MSRAPrelu())
-    recalibrate_bn(net, [x[i:i + 32] for i in range(0, len(x), 32)])
+    graph = PathGraph(net)
+    graph.calibrate(calibration_slice(dataset, images, arch.space.input_size).batches(32))
+    graph.store_statistics()
     return net
 
 
 def evaluate(net, dataset, input_size, batch_size=64):
     correct = seen = 0
-    for batch in data.val_iter(dataset, batch_size, input_size):
-        keep = batch_size - batch.pad
-        out = net(batch.data[0].as_in_context(mx.cpu())).asnumpy()[:keep]
-        correct += int((out.argmax(axis=1) == batch.label[0].asnumpy()[:keep]).sum())
-        seen += keep
+    for x, labels in labelled_batches(val_iter(dataset, batch_size, input_size)):
+        correct += int((net(x.as_in_context(mx.cpu())).asnumpy().argmax(axis=1) == labels).sum())
+        seen += len(labels)
     return correct / seen
 
 

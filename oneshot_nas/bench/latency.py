@@ -14,8 +14,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ..cost.counting import LookupTable
-from ..cost.latency import LatencyTable, error_summary, prediction_report
-from ..sample.sampling import UniformSampler
+from ..cost.timing import calibrate_table, error_summary, measure_table, prediction_report
+from ..sample.samplers import UniformSampler
 from ..space import get_space
 
 
@@ -32,14 +32,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     space, ctx = get_space(args.space), mx.cpu()
-    table = LatencyTable.measure(space, ctx, args.batch_size, args.repeats, progress=True,
+    table = measure_table(space, ctx, args.batch_size, args.repeats, progress=True,
                                  warmup=args.warmup, calibration_archs=0)
     rng = np.random.default_rng(args.seed)
     sampler = UniformSampler(space)
     archs = [sampler(rng) for _ in range(args.archs)]
     rows = prediction_report(table, archs, ctx, args.repeats, args.warmup, progress=True)
     raw_mean, raw_worst = error_summary(rows)
-    table.calibrate(ctx, args.calibration_archs, args.repeats, args.warmup)   # other networks
+    calibrate_table(table, ctx, args.calibration_archs, args.repeats, args.warmup)   # other networks
     for row, arch in zip(rows, archs):
         row["predicted_ms"] = table.predict_ms(arch)
         row["error_pct"] = 100.0 * (row["predicted_ms"] - row["measured_ms"]) / row["measured_ms"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..cost.counting import Counts, LookupTable, count_ops
 from ..cost.graph import profile_arch
-from ..sample.sampling import UniformSampler
+from ..sample.samplers import UniformSampler
 from ..space import get_space
 
 

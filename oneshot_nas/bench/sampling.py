@@ -1,6 +1,6 @@
 """Budget coverage of constrained path sampling: uniform + rejection vs strolling evolution.
 
-Both samplers draw the same number of paths under the same --flops-range / --params-range (paper
+Both samplers draw the same number of paths under the same --macs-range / --params-range (paper
 MACs and params, from the lookup table). Evenness is measured on a 7 x 8 grid over the budget
 rectangle (MACs x params): cells occupied, normalised entropy of the cell histogram (1 = every cell
 equally often), the share of samples in the rectangle's outer ring of cells (the extreme paths a
@@ -13,22 +13,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cost.counting import LookupTable
-from ..sample.sampling import Budget, RejectionSampler, UniformSampler, parse_range
+from ..cost.limits import Limits, parse_range
+from ..cost.model import CostModel
+from ..sample.samplers import RejectionSampler, UniformSampler
 from ..space import get_space
 from ..sample.strolling import StrollingSampler
 
 GRID = (7, 8)
 
 
-def draw(sampler, table, count, seed):
+def draw(sampler, costs, count, seed):
     """(N, 2) array of (MACs, params) of `count` samples, and seconds per sample."""
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     archs = [sampler(rng) for _ in range(count)]
     seconds = (time.perf_counter() - start) / count
-    counts = table.count_many([a.blocks for a in archs], [a.channels for a in archs])
-    return counts[:, [table.field("macs"), table.field("paper_params")]].astype(float), seconds
+    values = costs.values_many([a.genes for a in archs])
+    return values[:, [costs.index("macs"), costs.index("params")]], seconds
 
 
 def evenness(points, bounds):
@@ -70,26 +71,26 @@ def plot(results, bounds, path, title):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m oneshot_nas.bench sampling", description=__doc__)
     parser.add_argument("--space", default="oneshot+")
-    parser.add_argument("--flops-range", default="190M:330M", help="paper MACs budget LO:HI")
+    parser.add_argument("--macs-range", default="190M:330M", help="paper MACs budget LO:HI")
     parser.add_argument("--params-range", default="2.8M:5.3M", help="params budget LO:HI")
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="logs/bench/sampling.png", help="the side-by-side plot")
     args = parser.parse_args(argv)
     space = get_space(args.space)
-    table = LookupTable.load(space)
-    budget = Budget.of(macs=parse_range(args.flops_range, "--flops-range"),
-                       paper_params=parse_range(args.params_range, "--params-range"))
-    samplers = {"uniform + rejection": RejectionSampler(UniformSampler(space), table, budget),
-                "strolling": StrollingSampler(UniformSampler(space), table, budget)}
+    costs = CostModel(space)
+    limits = Limits(costs, {"macs": parse_range(args.macs_range, "--macs-range"),
+                            "params": parse_range(args.params_range, "--params-range")})
+    samplers = {"uniform + rejection": RejectionSampler(UniformSampler(space), limits),
+                "strolling": StrollingSampler(UniformSampler(space), limits)}
     bounds = samplers["strolling"].bounds
-    print(f"{space.name}: {args.samples} samples with MACs in {args.flops_range} and params in "
+    print(f"{space.name}: {args.samples} samples with MACs in {args.macs_range} and params in "
           f"{args.params_range}; evenness on a {GRID[0]} x {GRID[1]} grid")
     print(f"{'sampler':22s} {'ms/sample':>9s} {'cells':>7s} {'entropy':>8s} {'outer ring':>10s} "
           f"{'fullest cell':>12s}")
     results = {}
     for name, sampler in samplers.items():
-        points, seconds = draw(sampler, table, args.samples, args.seed)
+        points, seconds = draw(sampler, costs, args.samples, args.seed)
         stats = evenness(points, bounds)
         results[name] = (points, stats)
         print(f"{name:22s} {seconds * 1e3:9.2f} {stats['cells']:>4d}/{GRID[0] * GRID[1]} {stats['entropy']:8.3f} "
@@ -98,7 +99,7 @@ def main(argv=None):
     ring = s["outer_ring"] / max(u["outer_ring"], 1e-9)
     print(f"strolling / uniform: cells x{s['cells'] / u['cells']:.2f}, "
           f"entropy x{s['entropy'] / u['entropy']:.2f}, outer ring x{ring:.2f}")
-    plot(results, bounds, args.out, f"{space.name}: MACs {args.flops_range}, params {args.params_range}, "
+    plot(results, bounds, args.out, f"{space.name}: MACs {args.macs_range}, params {args.params_range}, "
                                     f"{args.samples} samples each")
     print(f"plot: {args.out}")
 

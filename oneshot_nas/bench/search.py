@@ -6,8 +6,6 @@ time split into graph extraction, recalibration and evaluation. Baselines, in th
 - the same forward passes (training-mode passes over the calibration slice, inference passes over
   the split) in a standalone hybridized SubNet built and warmed up beforehand: target
   per-candidate / standalone <= 1.25;
-- the imperative alternative: bn_calib.recalibrate_bn on the supernet path, then the supernet run
-  on that path.
 Cases: the embedded digits on the tiny space (all its slices), and synthetic ImageNet-shaped data
 on oneshot+ at 224 (small slices; the per-candidate overhead is constant, so real slices of 20,000
 + 10,000 images approach the 'passes only' ratio). Last, the lookup-table constraint check rate
@@ -20,12 +18,13 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..nn.bn_calib import recalibrate_bn
-from ..cost.constraints import Constraints, CostModel
+from ..cost.limits import Limits
+from ..cost.model import CostModel
 from ..cost.counting import Counts, count_ops
 from ..data.sources import embedded_digits
-from ..search.evaluate import CandidateEvaluator, ImageSlice, SearchData, prepare_search_data
-from ..sample.sampling import UniformSampler, arch_genes
+from ..data.slices import ImageSlice, SearchData, prepare_search_data
+from ..search.scoring import CandidateEvaluator
+from ..sample.samplers import UniformSampler
 from ..space import get_space
 from ..nn.subnet import SubNet
 from ..nn.supernet import SuperNet
@@ -61,23 +60,14 @@ def standalone_seconds(arch, data, batch_size):
     return best
 
 
-def supernet_seconds(supernet, arch, data, batch_size):
-    """Time of the imperative way: recalibrate the supernet path, then run the supernet on it."""
-    start = time.perf_counter()
-    recalibrate_bn(supernet, [d for d, _ in data.calibration.batches(batch_size)], arch)
-    for x, _ in data.split.batches(batch_size):
-        supernet(x, arch).argmax(axis=1).asnumpy()
-    return time.perf_counter() - start
-
-
-def run_case(name, supernet, data, batch_size, candidates, imperative, seed=0):
+def run_case(name, supernet, data, batch_size, candidates, seed=0):
     rng = np.random.default_rng(seed)
     sampler = UniformSampler(supernet.space)
     archs = [sampler(rng) for _ in range(candidates + 1)]
     evaluator = CandidateEvaluator(supernet, data, [mx.cpu()], batch_size)
     evaluator.evaluate(archs[0])                     # one-time costs (oneDNN kernels, first graph)
     parts = {"extract_seconds": 0.0, "recal_seconds": 0.0, "eval_seconds": 0.0}
-    total = alone = imp = 0.0
+    total = alone = 0.0
     for arch in archs[1:]:
         start = time.perf_counter()
         result = evaluator.evaluate(arch)
@@ -85,15 +75,12 @@ def run_case(name, supernet, data, batch_size, candidates, imperative, seed=0):
         for k in parts:
             parts[k] += result[k]
         alone += standalone_seconds(arch, data, batch_size)
-        if imperative:
-            imp += supernet_seconds(supernet, arch, data, batch_size)
     n = candidates
     row = {"case": name, "calib": len(data.calibration), "split": len(data.split),
            "per_min": 60 * n / total, "extract": parts["extract_seconds"] / n,
            "recal": parts["recal_seconds"] / n, "eval": parts["eval_seconds"] / n,
            "alone": alone / n, "ratio": total / alone,
-           "passes_ratio": (parts["recal_seconds"] + parts["eval_seconds"]) / alone,
-           "imperative_ratio": imp / total if imperative else None}
+           "passes_ratio": (parts["recal_seconds"] + parts["eval_seconds"]) / alone}
     return row
 
 
@@ -103,7 +90,7 @@ def digits_case(candidates, batch_size):
     net.initialize(mx.init.MSRAPrelu())
     net.hybridize()
     data = prepare_search_data(embedded_digits(), 32)
-    return run_case("digits/tiny@32", net, data, batch_size, candidates, imperative=True)
+    return run_case("digits/tiny@32", net, data, batch_size, candidates)
 
 
 def imagenet_case(candidates, batch_size, calib, split):
@@ -119,16 +106,16 @@ def imagenet_case(candidates, batch_size, calib, split):
         images = mx.nd.array(r.integers(0, 256, (n, 3, size, size)), dtype="uint8")
         return ImageSlice(images, r.integers(0, space.num_classes, n))
     data = SearchData(synthetic(calib), synthetic(split), "train")
-    return run_case("synthetic/oneshot+@224", net, data, batch_size, candidates, imperative=False)
+    return run_case("synthetic/oneshot+@224", net, data, batch_size, candidates)
 
 
 def constraint_rate(checks=20000, counted=200):
     """(µs per lookup-table constraint check, µs per analytic count), on oneshot+."""
     space = get_space("oneshot+")
-    cons = Constraints(CostModel(space), {"macs": (250e6, 330e6), "params": (None, 4e6)})
+    cons = Limits(CostModel(space), {"macs": (250e6, 330e6), "params": (None, 4e6)})
     rng = np.random.default_rng(0)
     sampler = UniformSampler(space)
-    genes = [arch_genes(sampler(rng)) for _ in range(checks)]
+    genes = [sampler(rng).genes for _ in range(checks)]
     start = time.perf_counter()
     ok = sum(cons(g).ok for g in genes)
     table_us = (time.perf_counter() - start) / checks * 1e6
@@ -155,7 +142,7 @@ def main(argv=None):
     print("extract/recal/eval: seconds per candidate (path graph + weights, BN recalibration, top-1); "
           "alone: the same forward passes in a prebuilt hybridized SubNet")
     print("ratio = per-candidate time / alone (target <= 1.25); passes = (recal + eval) / alone, the "
-          "ratio for large slices; imperative = supernet path with bn_calib.recalibrate_bn / ours")
+          "ratio for large slices")
     table_us, count_us, share = constraint_rate(5000 if args.quick else 20000)
     print(f"constraint check (oneshot+, MACs 250M-330M and params <= 4M): {table_us:.1f} us per candidate "
           f"from the lookup table ({1e6 / table_us:,.0f}/s) vs {count_us:.0f} us by analytic counting: "
@@ -164,14 +151,13 @@ def main(argv=None):
 
 def _header():
     return (f"{'case':24s} {'calib':>6s} {'split':>6s} {'cand/min':>9s} {'extract':>8s} {'recal':>7s} "
-            f"{'eval':>7s} {'alone':>7s} {'ratio':>6s} {'passes':>7s} {'imperative':>10s}")
+            f"{'eval':>7s} {'alone':>7s} {'ratio':>6s} {'passes':>7s}")
 
 
 def _row(r):
-    imp = "" if r["imperative_ratio"] is None else f"{r['imperative_ratio']:.2f}x"
     return (f"{r['case']:24s} {r['calib']:>6d} {r['split']:>6d} {r['per_min']:>9.1f} {r['extract']:>8.3f} "
             f"{r['recal']:>7.3f} {r['eval']:>7.3f} {r['alone']:>7.3f} {r['ratio']:>6.2f} "
-            f"{r['passes_ratio']:>7.2f} {imp:>10s}")
+            f"{r['passes_ratio']:>7.2f}")
 
 
 if __name__ == "__main__":

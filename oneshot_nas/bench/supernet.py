@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..sample.sampling import UniformSampler
+from ..sample.samplers import UniformSampler
 from ..space import get_space
 from ..nn.subnet import SubNet
 from ..nn.supernet import SuperNet

@@ -20,14 +20,17 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from ..data.sources import Dataset, _pack, resolve_dataset, train_iter
-from ..runs.workers import Sync
+from ..data.iterators import train_iter
+from ..data.slices import calibration_slice
+from ..data.sources import Dataset, _pack, resolve_dataset
+from ..runs.workers import Workers
 from ..sample.training import PathSampler
 from ..sample.schedule import channel_schedule
 from ..space import get_space
 from ..nn.supernet import SuperNet
-from ..train.loop import Settings, SupernetTask, fit, initialize, make_trainer, ordered_params, train_epoch
-from ..train.validation import calibration_batches
+from ..train.loop import fit, train_epoch
+from ..train.settings import Settings, initialize, make_trainer, ordered_params
+from ..train.tasks import SupernetTask
 from .supernet import measure
 
 
@@ -49,9 +52,9 @@ def loop_on_digits(batch_size, threads, seed=0):
     initialize(net, [mx.cpu()], seed=seed)
     net.hybridize(static_alloc=True)
     task = SupernetTask(net, PathSampler(space), channel_schedule(space, 2),
-                        calibration_batches(dataset, 32, space.input_size, 32), val_paths=0)
+                        calibration_slice(dataset, 32, space.input_size), val_paths=0)
     settings = Settings(num_epochs=2, batch_size=batch_size, lr=0.1, seed=seed, threads=threads)
-    history = fit(task, dataset, settings, [mx.cpu()], Sync("device"), progress=False)
+    history = fit(task, dataset, settings, [mx.cpu()], Workers("device"), progress=False)
     return history[-1]["images_per_sec"], history[-1]["updates"] // 2
 
 
@@ -67,7 +70,7 @@ def loop_on_synthetic(space_name, batch_size, paths, repeats, seed=0):
     net.hybridize(static_alloc=True)
     task = SupernetTask(net, PathSampler(space), channel_schedule(space, 1), calibration=[batch.data[0]])
     task.start_epoch(0)
-    sync = Sync("device")
+    sync = Workers("device")
     params = ordered_params(net)
     sync.register(params, [mx.cpu()])
     trainer = make_trainer(params, Settings(lr=0.01))

@@ -124,7 +124,7 @@ class _Graph:
             arg_shapes, out_shapes, aux_shapes = internals.infer_shape(**input_shapes, **known_shapes)
         except mx.base.MXNetError as err:
             raise UserError(f"MXNet cannot infer the shapes of this graph at input {input_shapes} "
-                            f"({mxnet_reason(err)}); check --input-size and that the parameters "
+                            f"({mxnet_reason(err)}); check the input size and that the parameters "
                             "belong to this symbol") from None
         if out_shapes is None:
             raise UserError(f"the shapes of this graph are not determined by the inputs "

@@ -5,7 +5,7 @@ Every source ends up as (train.rec/.idx, val.rec/.idx), so one reading path serv
 - an image folder (`train/<class>/*.jpg`, `val/<class>/*.jpg`), packed once into a cache folder;
 - the embedded default: scikit-learn's bundled handwritten digits (1,797 real 8x8 scans), split
   train/val deterministically, upscaled and packed once into the cache folder.
-Fixed slices for BN recalibration and search are decoded once into memory (`load_slice`).
+Batches stream from them through iterators.py; fixed slices are decoded once by slices.py.
 """
 import hashlib
 import json
@@ -21,8 +21,6 @@ from ..cost.counting import cache_dir
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
-MEAN_RGB = (123.68, 116.28, 103.53)
-STD_RGB = (58.395, 57.12, 57.375)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -70,16 +68,16 @@ def resolve_dataset(rec_train=None, rec_train_idx=None, rec_val=None, rec_val_id
                     data_dir=None, num_classes=None, cache=None):
     """The dataset the flags name, checked before anything trains; the digits when none is given."""
     if rec_train or rec_val:
-        missing = [flag for flag, v in (("--rec-train", rec_train), ("--rec-train-idx", rec_train_idx),
-                                        ("--rec-val", rec_val), ("--rec-val-idx", rec_val_idx)) if not v]
+        missing = [name for name, v in (("rec_train", rec_train), ("rec_train_idx", rec_train_idx),
+                                        ("rec_val", rec_val), ("rec_val_idx", rec_val_idx)) if not v]
         if missing:
-            raise UserError(f"RecordIO data needs all four of --rec-train, --rec-train-idx, --rec-val, "
-                            f"--rec-val-idx; missing: {', '.join(missing)}")
+            raise UserError(f"RecordIO data needs all four files (training and validation .rec and "
+                            f".idx); {len(missing)} of them are not given", settings=missing)
         for path in (rec_train, rec_train_idx, rec_val, rec_val_idx):
             _check_readable(path)
         if num_classes is None:
             raise UserError("RecordIO data: the number of classes comes from the search space "
-                            "(--num-classes to override); none was given")
+                            "(or is given); none was given", settings="num_classes")
         ds = Dataset("recordio", Records(Path(rec_train), Path(rec_train_idx)),
                      Records(Path(rec_val), Path(rec_val_idx)), num_classes)
     elif data_dir:
@@ -88,7 +86,7 @@ def resolve_dataset(rec_train=None, rec_train_idx=None, rec_val=None, rec_val_id
         ds = embedded_digits(cache=cache)
     if num_classes is not None and ds.num_classes > num_classes:
         raise UserError(f"the data has {ds.num_classes} classes but the model has {num_classes}; "
-                        f"pass --num-classes {ds.num_classes}")
+                        f"set the number of classes to {ds.num_classes}", settings="num_classes")
     check_labels(ds.val, num_classes or ds.num_classes)
     return ds
 
@@ -96,7 +94,7 @@ def resolve_dataset(rec_train=None, rec_train_idx=None, rec_val=None, rec_val_id
 def _check_readable(path):
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"data file {path} does not exist; check the --rec-* paths")
+        raise UserError(f"data file {path} does not exist; check the RecordIO paths")
     try:
         with open(path, "rb") as f:
             f.read(1)
@@ -117,7 +115,8 @@ def check_labels(records, num_classes, probe=2000):
             label = int(np.ravel(header.label)[0])
             if not 0 <= label < num_classes:
                 raise UserError(f"{records.rec} has an image of class {label}, but the model has "
-                                f"{num_classes} classes (0..{num_classes - 1}); set --num-classes")
+                                f"{num_classes} classes (0..{num_classes - 1}); set the number of classes",
+                                settings="num_classes")
     except (KeyError, mx.base.MXNetError) as err:
         raise UserError(f"{records.rec} does not match its index {records.idx} ({err}); "
                         "regenerate both with im2rec") from None
@@ -166,7 +165,7 @@ def pack_image_folder(data_dir, cache=None):
     splits = {s: root / s for s in ("train", "val")}
     for name, path in splits.items():
         if not path.is_dir():
-            raise UserError(f"--data-dir {root} needs a '{name}' folder with one sub-folder per class")
+            raise UserError(f"the image folder {root} needs a '{name}' folder with one sub-folder per class")
     classes = sorted(d.name for d in splits["train"].iterdir() if d.is_dir())
     if not classes:
         raise UserError(f"{splits['train']} has no class folders")
@@ -190,61 +189,3 @@ def pack_image_folder(data_dir, cache=None):
             log.info("packed %d %s images from %s into %s", len(items), split, splits[split], folder)
         records[split] = rec
     return Dataset(f"folder:{root.name}", records["train"], records["val"], len(classes))
-
-
-# ----- iterators --------------------------------------------------------------------------------
-def _normalise():
-    return dict(mean_r=MEAN_RGB[0], mean_g=MEAN_RGB[1], mean_b=MEAN_RGB[2],
-                std_r=STD_RGB[0], std_g=STD_RGB[1], std_b=STD_RGB[2])
-
-
-def train_iter(dataset, batch_size, input_size, threads=2, seed=0, num_parts=1, part_index=0,
-               dtype="float32"):
-    """Shuffled, augmented training batches of worker `part_index` of `num_parts`."""
-    aug = dataset.augmentation
-    return mx.io.ImageRecordIter(
-        path_imgrec=str(dataset.train.rec), path_imgidx=str(dataset.train.idx),
-        data_shape=(3, input_size, input_size), batch_size=batch_size, shuffle=True, seed=seed,
-        preprocess_threads=threads, num_parts=num_parts, part_index=part_index, dtype=dtype,
-        random_resized_crop=True, min_random_area=aug.min_area, max_random_area=1.0,
-        min_aspect_ratio=3.0 / 4, max_aspect_ratio=4.0 / 3, rand_mirror=aug.mirror,
-        brightness=aug.jitter, contrast=aug.jitter, saturation=aug.jitter, pca_noise=aug.lighting,
-        **_normalise())
-
-
-def val_iter(dataset, batch_size, input_size, threads=2, num_parts=1, part_index=0, dtype="float32",
-             records=None):
-    """Validation batches in file order (resize to size/crop_ratio, centre crop). The last batch
-    is filled by wrapping around: its `pad` says how many of its images are repeats."""
-    records = records or dataset.val
-    return mx.io.ImageRecordIter(
-        path_imgrec=str(records.rec), path_imgidx=str(records.idx),
-        data_shape=(3, input_size, input_size), batch_size=batch_size, shuffle=False,
-        preprocess_threads=threads, num_parts=num_parts, part_index=part_index, dtype=dtype,
-        resize=int(round(input_size / dataset.augmentation.crop_ratio)), **_normalise())
-
-
-def load_slice(dataset, records, count, input_size, offset=0):
-    """Decode `count` images of `records` (from position `offset` in its index) once, with the
-    validation transform, into memory: (data NDArray (N, 3, S, S), labels NDArray (N,))."""
-    keys = records.keys()
-    if offset >= len(keys) or count <= 0:
-        raise UserError(f"{records.rec}: no images in the requested slice ({count} from {offset}; "
-                        f"it has {len(keys)})")
-    keys = keys[offset:offset + count]
-    reader = mx.recordio.MXIndexedRecordIO(str(records.idx), str(records.rec), "r")
-    resize = int(round(input_size / dataset.augmentation.crop_ratio))
-    mean, std = mx.nd.array(MEAN_RGB).reshape((1, 1, 3)), mx.nd.array(STD_RGB).reshape((1, 1, 3))
-    data, labels = [], []
-    try:
-        for key in keys:
-            header, payload = mx.recordio.unpack(reader.read_idx(key))
-            img = mx.image.imdecode(payload)
-            img = mx.image.resize_short(img, resize)
-            img, _ = mx.image.center_crop(img, (input_size, input_size))
-            data.append(((img.astype("float32") - mean) / std).transpose((2, 0, 1)))
-            labels.append(float(np.ravel(header.label)[0]))
-    finally:
-        reader.close()
-    return mx.nd.stack(*data), mx.nd.array(labels)
-

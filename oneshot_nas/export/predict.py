@@ -17,7 +17,7 @@ import mxnet as mx
 import numpy as np
 
 from .. import cli
-from ..data.sources import MEAN_RGB, STD_RGB
+from ..data.slices import MEAN_RGB, STD_RGB
 from ..errors import UserError
 
 
@@ -43,10 +43,7 @@ def load_predictor(model, input_size=None):
         raise UserError(f"model file {model} does not exist")
     if model.suffix == ".params" and not model.name.endswith("-0000.params"):
         from ..runs.modelfile import load_model
-        net, meta = load_model(model)
-        if meta.get("kind") != "subnet":
-            raise UserError(f"{model} is a supernet; export or extract one architecture first "
-                            "(python -m oneshot_nas.export MODEL --arch models/NAME.json)")
+        net, meta = load_model(model, kind="subnet")
         net.hybridize()
         size = input_size or net.arch.space.input_size
         return (lambda x: net(mx.nd.array(x)).asnumpy()), size
@@ -54,7 +51,7 @@ def load_predictor(model, input_size=None):
     size = input_size or (summary or {}).get("input_shape", [None] * 4)[-1]
     if size is None:
         raise UserError(f"cannot tell the input size of {model} (no export summary beside it); "
-                        "pass --input-size")
+                        "give the input size", settings="input_size")
     if model.suffix == ".onnx":
         from ..compat import require
         ort = require("onnxruntime", "onnxruntime")

@@ -12,8 +12,8 @@ import mxnet as mx
 import numpy as np
 from mxnet.contrib import quantization
 
-from ..data import sources as data
-from ..cost.latency import time_ms
+from ..data.iterators import val_iter
+from ..cost.timing import time_ms
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def load_symbol_block(symbol_file, params_file, ctx=None):
 def top1(block, dataset, input_size, batch_size=64, limit=None):
     """(top-1 accuracy, images) of `block` on the validation records (wrapped-around repeats of the
     last batch are not counted)."""
-    it = data.val_iter(dataset, batch_size, input_size)
+    it = val_iter(dataset, batch_size, input_size)
     correct = seen = 0
     for batch in it:
         out = block(batch.data[0].as_in_context(mx.cpu())).asnumpy()

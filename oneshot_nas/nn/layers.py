@@ -90,42 +90,18 @@ class ElasticConv2D(HybridBlock):
         return F.Convolution(x, weight, bias, **conv)
 
 
-class BNStats:
-    """Exact running statistics of one BatchNorm over many batches (for BN recalibration)."""
-
-    def __init__(self):
-        self.count, self.sum_mean, self.sum_sq = 0, None, None
-
-    def add(self, mean, var, count):
-        """Accumulate a batch's per-channel mean and (biased) variance over `count` values."""
-        mean, sq = mean.as_in_context(mx.cpu()), (var + mean * mean).as_in_context(mx.cpu())
-        if self.sum_mean is None:
-            self.sum_mean, self.sum_sq = mean * count, sq * count
-        else:
-            self.sum_mean += mean * count
-            self.sum_sq += sq * count
-        self.count += count
-
-    def result(self):
-        """(mean, variance) over everything added: E[x] and E[x^2] - E[x]^2, not a moving average."""
-        mean = self.sum_mean / self.count
-        return mean, mx.nd.relu(self.sum_sq / self.count - mean * mean)
-
-
 class ElasticBatchNorm(HybridBlock):
     """BatchNorm whose gamma/beta/statistics are sliced to the active channel prefix.
 
     MXNet's `momentum` weights the OLD running value (0.9 keeps 90% of it). On CPU the running
     statistics move during backward(), and slices on axis 0 are views, so narrowed layers update the
-    shared statistics in place. With `calibration` set to a BNStats, a forward pass normalises with
-    the batch's statistics and records them instead (see bn_calib).
+    shared statistics in place. (Recalibrated statistics of a path come from nn/pathgraph.py.)
     """
 
     def __init__(self, channels, momentum=0.9, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.channels, self.active = channels, channels
         self.momentum, self.epsilon = momentum, epsilon
-        self.calibration = None
         with self.name_scope():
             self.gamma = self.params.get("gamma", shape=(channels,), init="ones")
             self.beta = self.params.get("beta", shape=(channels,), init="zeros")
@@ -138,13 +114,6 @@ class ElasticBatchNorm(HybridBlock):
         if self.active != self.channels:
             gamma, beta, running_mean, running_var = (
                 _prefix(F, a, 0, self.active, view=True) for a in (gamma, beta, running_mean, running_var))
-        if self.calibration is not None:
-            if F is not mx.nd:
-                raise RuntimeError("BN recalibration runs imperatively; do not hybridize during it")
-            mean, var = F.moments(x, axes=(0, 2, 3))
-            self.calibration.add(mean, var, x.shape[0] * x.shape[2] * x.shape[3])
-            return F.BatchNorm(x, gamma, beta, mean, var, eps=self.epsilon, fix_gamma=False,
-                               use_global_stats=True)
         return F.BatchNorm(x, gamma, beta, running_mean, running_var, eps=self.epsilon,
                            momentum=self.momentum, fix_gamma=False)
 

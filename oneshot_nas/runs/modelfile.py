@@ -2,19 +2,22 @@
 
 - a supernet: {"kind": "supernet", "space": name, "space_config": {...}, "record": {...}}
 - a subnet:   an architecture record (space.save_architecture) with "kind": "subnet"
-so `load_model("x.params")` rebuilds the right network without any other flag, and every tool that
-takes a .params file (score, search, export, predict) reads the same contract.
+`load_model` is the one way to read a network back: every tool that takes a .params file (search,
+retraining from a supernet, score, export, predict) goes through it, so a missing file, a file of
+the wrong kind or space, and parameters that do not fit each get the same one-line message.
 """
 import json
 from pathlib import Path
 
 import mxnet as mx
 
-from ..errors import UserError
+from ..errors import ArchitectureError, UserError
 from ..jsonfile import read_json
-from ..space import Architecture, SearchSpace, save_architecture
 from ..nn.subnet import SubNet
 from ..nn.supernet import SuperNet
+from ..space import Architecture, SearchSpace, get_space, save_architecture
+
+KINDS = ("supernet", "subnet")
 
 
 def json_beside(params_path):
@@ -22,62 +25,91 @@ def json_beside(params_path):
 
 
 def save_model(net, path, record=None):
-    """Save `net` (SuperNet or SubNet) to `path` (.params) and its description to the .json beside."""
+    """Save `net` (SuperNet or SubNet) to `path` (.params) and its description to the .json beside
+    it. Both are written under temporary names and renamed, so a crash leaves no half file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(net, SuperNet):
         meta = {"kind": "supernet", "space": net.space.name, "space_config": net.space.to_dict()}
         if record:
             meta["record"] = record
-        json_beside(path).write_text(json.dumps(meta, indent=2) + "\n")
     elif isinstance(net, SubNet):
-        save_architecture(json_beside(path), net.arch, record)
-        data = json.loads(json_beside(path).read_text())
-        data["kind"] = "subnet"
-        json_beside(path).write_text(json.dumps(data, indent=2) + "\n")
+        meta = {**net.arch.to_dict(), **({"record": record} if record else {}), "kind": "subnet"}
     else:
         raise TypeError(f"save_model takes a SuperNet or SubNet, not {type(net).__name__}")
     tmp = path.with_name(path.name + ".tmp")
     net.save_parameters(str(tmp))
+    meta_tmp = json_beside(path).with_name(json_beside(path).name + ".tmp")
+    meta_tmp.write_text(json.dumps(meta, indent=2) + "\n")
     tmp.replace(path)
+    meta_tmp.replace(json_beside(path))
     return path
 
 
-def read_meta(path, arch=None):
-    """The description of a .params file: from the .json beside it, or from `arch` if given."""
+def read_meta(path, arch=None, space=None):
+    """The description of a .params file: from the .json beside it, else from `arch` (a subnet's
+    architecture) or `space` (a supernet's space name), which a file without its .json needs."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model file {path} does not exist")
-    if arch is not None:
-        return {"kind": "subnet", **arch.to_dict()}
     meta_path = json_beside(path)
+    if not meta_path.is_file() and arch is not None:
+        return {"kind": "subnet", **arch.to_dict()}
+    if not meta_path.is_file() and space is not None:
+        space = get_space(space)
+        return {"kind": "supernet", "space": space.name, "space_config": space.to_dict()}
     meta = read_json(meta_path, missing=f"{path} has no {meta_path.name} beside it saying which network "
-                                        "it holds; pass the architecture with --arch models/NAME.json",
+                                        "it holds; give its architecture (models/NAME.json or the "
+                                        "architecture string), or for a supernet its space",
                      invalid="{path} is not valid JSON ({err})")
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path} does not describe a network (expected a JSON object)")
     meta.setdefault("kind", "subnet")
+    if meta["kind"] not in KINDS:
+        raise UserError(f"{meta_path}: unknown model kind {meta['kind']!r} (expected 'supernet' or 'subnet')")
     return meta
 
 
 def build_model(meta):
     """An uninitialised SuperNet or SubNet from a description (see read_meta)."""
-    if meta["kind"] == "supernet":
-        config = meta.get("space_config")
-        space = SearchSpace.from_dict(config) if config else meta["space"]
-        return SuperNet(space)
-    if meta["kind"] == "subnet":
+    try:
+        if meta["kind"] == "supernet":
+            config = meta.get("space_config")
+            return SuperNet(SearchSpace.from_dict(config) if config else meta["space"])
         return SubNet(Architecture.from_dict(meta))
-    raise UserError(f"unknown model kind {meta['kind']!r} (expected 'supernet' or 'subnet')")
+    except ArchitectureError as err:
+        raise UserError(f"the model description is not valid: {err}") from None
 
 
-def load_model(path, ctx=None, arch=None):
-    """(net, meta): the network saved at `path`, its parameters loaded on `ctx` (default CPU).
+def load_model(path, kind=None, arch=None, space=None, ctx=None):
+    """(net, meta): the network saved at `path`, its parameters loaded on `ctx` (a context or a
+    list; default the CPU).
 
-    A parameter file that does not fit the network fails with the parameter and both shapes.
+    kind:  'supernet' or 'subnet' to refuse the other kind with a message that says what to pass;
+    arch:  for a subnet file without its .json, its architecture; with a .json, the architecture
+           must be the one saved. For a supernet, the path the caller will use: it must be of the
+           supernet's space (up to the number of classes).
+    space: the space of a supernet file without its .json (a preset name or a SearchSpace).
     """
-    meta = read_meta(path, arch)
+    path = Path(path)
+    saved = json_beside(path).is_file()
+    meta = read_meta(path, arch=None if kind == "supernet" else arch, space=space)
+    if kind is not None and meta["kind"] != kind:
+        what = {"supernet": "a weight-sharing supernet (supernet.params of a supernet training run)",
+                "subnet": "one architecture's network (retrain or export a path of this supernet first)"}
+        raise UserError(f"{path} holds a {meta['kind']}, but {what[kind]} is needed here")
     net = build_model(meta)
-    ctx = ctx or [mx.cpu()]
-    load_parameters(net, path, ctx)
+    if isinstance(net, SuperNet):
+        if space is not None and saved and get_space(space) != net.space:
+            raise UserError(f"{json_beside(path).name} says the supernet is of space {net.space.name!r}, "
+                            f"not {get_space(space).name!r}; leave the space out")
+        if arch is not None:
+            arch.on(net.space, "the architecture")        # fails unless the spaces match
+    elif arch is not None and saved and net.arch != arch:
+        raise UserError(f"the architecture {arch} differs from the one in {json_beside(path).name} "
+                        f"({net.arch}); leave it out, or pass the parameters trained for it")
+    contexts = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
+    load_parameters(net, path, contexts)
     return net, meta
 
 

@@ -2,10 +2,14 @@
 
     python -m oneshot_nas.report logs/quickstart
 
-Reads ROOT/steps.jsonl (step timings), ROOT/supernet/ (metrics.jsonl, paths.jsonl, curves.png),
-ROOT/search/ (summary.json, search.jsonl, plots), ROOT/subnet/ (metrics.jsonl, the model JSON,
-curves.png), ROOT/profile.json (profiling/score.py --format json) and ROOT/export/*-export.json,
-and writes ROOT/REPORT.md plus ROOT/sampled_paths.png. Missing parts are reported as missing.
+ROOT/steps.jsonl lists the steps that ran, one JSON line each: {"step", "seconds", "command", "run"},
+where "run" is the folder (or file) the step wrote, relative to ROOT. The steps the report knows:
+supernet (a supernet training run: metrics.jsonl, paths.jsonl, curves.png, supernet.json), search
+(summary.json, search.jsonl, plots), retrain (a subnet training run and its model JSON), profile
+(profiling/score.py --format json) and export (*-export.json / .md). A step missing from
+steps.jsonl is looked for in its usual folder under ROOT (supernet/, search/, subnet/,
+profile.json, export/). Each section reads only its own step's record; a missing part is reported
+as missing. Writes ROOT/REPORT.md and ROOT/sampled_paths.png.
 """
 import argparse
 import json
@@ -15,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import run, setup_logging
+from ..cli import setup_logging
 from ..errors import UserError
-from .rundir import read_jsonl
 from ..space import SearchSpace, load_architecture
+from .rundir import read_jsonl
 
 log = logging.getLogger(__name__)
+USUAL = {"supernet": "supernet", "search": "search", "retrain": "subnet", "profile": "profile.json",
+         "export": "export"}
 
 
 def pct(value):
@@ -28,35 +34,7 @@ def pct(value):
 
 
 def millions(value):
-    return f"{value / 1e6:.3f}M" if value < 1e7 else f"{value / 1e6:.1f}M"
-
-
-def plot_sampled_paths(rows, space, out):
-    """What supernet training sampled: MACs x params of every trained path (coloured by epoch), and
-    how often each block and each channel scale was drawn at each position."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    epochs = np.concatenate([[r["epoch"]] * len(r["macs"]) for r in rows])
-    macs = np.concatenate([r["macs"] for r in rows]) / 1e6
-    params = np.concatenate([r["params"] for r in rows]) / 1e6
-    points = axes[0].scatter(macs, params, c=epochs, s=6, cmap="viridis", alpha=0.6)
-    fig.colorbar(points, ax=axes[0], label="epoch")
-    axes[0].set(xlabel="paper MACs (M)", ylabel="params (M)", title=f"{len(macs)} trained paths")
-    for ax, key, labels, title in (
-            (axes[1], "block_counts", list(space.blocks), "block choices"),
-            (axes[2], "channel_counts", [f"{s:g}" for s in space.channel_scales], "channel scales")):
-        counts = np.sum([np.asarray(r[key]) for r in rows], axis=0).T      # (choices, positions)
-        image = ax.imshow(counts / counts.sum(axis=0, keepdims=True), aspect="auto", cmap="magma",
-                          origin="lower")
-        ax.set(xlabel="position", title=f"{title} drawn per position (share)")
-        ax.set_yticks(range(len(labels)), labels)
-        fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return f"{value / 1e6:.3g}M"
 
 
 def _read_json(path):
@@ -64,122 +42,153 @@ def _read_json(path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _image(lines, root, path, caption):
-    if Path(path).is_file():
-        lines.append(f"![{caption}]({Path(path).relative_to(root)})\n")
+class Records:
+    """What the steps of one pipeline run left behind, read once."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.steps = read_jsonl(self.root / "steps.jsonl")
+        where = {s["step"]: s["run"] for s in self.steps if s.get("run")}
+        self.path = {step: self.root / where.get(step, usual) for step, usual in USUAL.items()}
+        supernet, search, retrain = self.path["supernet"], self.path["search"], self.path["retrain"]
+        self.supernet = read_jsonl(supernet / "metrics.jsonl")
+        self.paths = read_jsonl(supernet / "paths.jsonl")
+        self.supernet_meta = _read_json(supernet / "supernet.json")
+        self.summary = _read_json(search / "summary.json")
+        self.search = [r for r in read_jsonl(search / "search.jsonl") if r.get("stage", "search") == "search"]
+        self.retrain = read_jsonl(retrain / "metrics.jsonl")
+        models = sorted(p for p in retrain.glob("*.json") if p.name not in ("args.json", "settings.json")
+                        and not p.name.startswith("args.")) if retrain.is_dir() else []
+        self.model = load_architecture(models[0], with_record=True) if models else None
+        self.model_path = models[0].with_suffix(".params") if models else None
+        self.profile = _read_json(self.path["profile"])
+        exports = sorted(self.path["export"].glob("*-export.json")) if self.path["export"].is_dir() else []
+        self.export = _read_json(exports[0]) if exports else None
+        self.export_md = exports[0].with_suffix(".md") if exports else None
+
+    @property
+    def space(self):
+        meta = self.supernet_meta
+        return SearchSpace.from_dict(meta["space_config"]) if meta and meta.get("space_config") else None
+
+    def image(self, path, caption):
+        path = Path(path)
+        return [f"![{caption}]({path.relative_to(self.root)})\n"] if path.is_file() else []
+
+
+# ----- sections ------------------------------------------------------------------------------------
+def headline(r):
+    lines = ["## Headline\n", "| | |", "|---|---|"]
+    if r.supernet:
+        last, space = r.supernet[-1], r.space
+        chance = f"; chance {pct(1 / space.num_classes)}" if space else ""
+        lines.append(f"| supernet: random paths, val top-1 after {len(r.supernet)} epochs | "
+                     f"{pct(last.get('val_top1_mean'))} mean ({pct(last.get('val_top1_min'))} - "
+                     f"{pct(last.get('val_top1_max'))}) over {len(last.get('val_paths', {}))} paths{chance} |")
+    if r.search:
+        best = max(r.search, key=lambda row: row.get("score", -1))
+        lines.append(f"| search: best of {len(r.search)} candidates | `{best['arch']}` |")
+        lines.append(f"| its search-split top-1, paper MACs, params | {pct(best.get('accuracy'))}, "
+                     f"{millions(best['macs'])}, {millions(best['params'])} |")
+    if r.model:
+        record = r.model[1]
+        lines.append(f"| retrained from scratch: val top-1 / top-5 | {pct(record.get('top1'))} / "
+                     f"{pct(record.get('top5'))} |")
+    if r.profile:
+        scores = {s["precision"]: s["score"] for s in r.profile["scores"]}
+        lines.append(f"| MicroNet score (fp32 / fp16 / int8) vs MobileNetV2-1.4 | "
+                     f"{scores.get('fp32', 0):.4f} / {scores.get('fp16', 0):.4f} / {scores.get('int8', 0):.4f} |")
+    if r.export:
+        lines += _export_headline(r.export)
+    if r.steps:
+        lines.append(f"| wall clock, all steps | {sum(s['seconds'] for s in r.steps) / 60:.1f} min |")
+    return lines + [""]
+
+
+def steps(r):
+    if not r.steps:
+        return []
+    return (["## Steps\n", "| step | seconds | command |", "|---|---|---|"]
+            + [f"| {s['step']} | {s['seconds']:.0f} | `{s.get('command', '')}` |" for s in r.steps] + [""])
+
+
+def supernet(r):
+    lines = ["## 1. Supernet training\n"]
+    if not r.supernet:
+        return lines + ["(no supernet record found)\n"]
+    lines += ["| epoch | stage | scales | loss | train top-1 | val top-1 mean (min-max) | ref path top-1 | s |",
+              "|---|---|---|---|---|---|---|---|"]
+    for row in r.supernet:
+        stage = "one path (inheritance)" if row.get("path") else "uniform paths"
+        scales = row.get("scales") or [0]
+        lines.append(
+            f"| {row['epoch']} | {stage} | {min(scales):.1f}-{max(scales):.1f} | {row['loss']:.3f} | "
+            f"{pct(row.get('train_top1'))} | {pct(row.get('val_top1_mean'))} ({pct(row.get('val_top1_min'))}-"
+            f"{pct(row.get('val_top1_max'))}) | {pct(row.get('ref_top1'))} | "
+            f"{row['seconds'] + row.get('val_seconds', 0):.1f} |")
+    lines += [""] + r.image(r.path["supernet"] / "curves.png", "supernet curves")
+    if r.paths and r.space:
+        lines += r.image(plot_sampled_paths(r.paths, r.space, r.root / "sampled_paths.png"),
+                         "sampled architectures")
+    return lines
+
+
+def search(r):
+    lines = ["## 2. Search\n"]
+    if not (r.summary and r.search):
+        return lines + ["(no search record found)\n"]
+    lines += [f"Budget: {r.summary.get('budget', 'n/a')}. Top candidates by search-split top-1:\n",
+              "| rank | architecture | top-1 | paper MACs | params |", "|---|---|---|---|---|"]
+    top = sorted(r.search, key=lambda row: -row.get("score", -1))[:5]
+    lines += [f"| {i + 1} | `{row['arch']}` | {pct(row.get('accuracy'))} | {millions(row['macs'])} | "
+              f"{millions(row['params'])} |" for i, row in enumerate(top)]
+    return (lines + [""] + r.image(r.path["search"] / "search_front.png", "search front")
+            + r.image(r.path["search"] / "search_progress.png", "search progress"))
+
+
+def retrain(r):
+    lines = ["## 3. Retraining the winner\n"]
+    if not (r.retrain and r.model):
+        return lines + ["(no retraining record found)\n"]
+    arch, record = r.model
+    return lines + [f"`{arch}` trained from scratch for {len(r.retrain)} epochs: val top-1 "
+                    f"{pct(record.get('top1'))}, top-5 {pct(record.get('top5'))} "
+                    f"(model `{r.model_path.relative_to(r.root)}`).\n"] + \
+        r.image(r.path["retrain"] / "curves.png", "retraining curves")
+
+
+def profile(r):
+    lines = ["## 4. Profile\n"]
+    if not r.profile:
+        return lines + ["(no profile found)\n"]
+    t = r.profile["totals"]
+    return lines + ["| metric | value |", "|---|---|", f"| paper MACs | {t['macs']:,} |",
+                    f"| MicroNet FLOPs (mults + adds) | {t['flops']:,} |",
+                    f"| params (BN folded) / paper params | {t['params']:,} / {t['paper_params']:,} |", "",
+                    "Per-block profile: `profile.md` (`python profiling/score.py MODEL.params`).\n"]
+
+
+def export(r):
+    lines = ["## 5. Export\n"]
+    if r.export_md is None or not r.export_md.is_file():
+        return lines + ["(no export summary found)\n"]
+    return lines + [r.export_md.read_text().split("\n", 1)[1]]
+
+
+SECTIONS = (headline, steps, supernet, search, retrain, profile, export)
 
 
 def build_report(root):
-    """Write ROOT/REPORT.md; returns its path."""
+    """Write ROOT/REPORT.md from the records of the run in ROOT; returns its path."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} does not exist: run sh scripts/quickstart.sh first")
-    steps = read_jsonl(root / "steps.jsonl")
-    supernet = read_jsonl(root / "supernet" / "metrics.jsonl")
-    paths = read_jsonl(root / "supernet" / "paths.jsonl")
-    summary = _read_json(root / "search" / "summary.json")
-    search_rows = read_jsonl(root / "search" / "search.jsonl")
-    subnet = read_jsonl(root / "subnet" / "metrics.jsonl")
-    models = sorted((root / "subnet").glob("*.json")) if (root / "subnet").is_dir() else []
-    model_json = next((m for m in models if m.name != "args.json"), None)
-    profile = _read_json(root / "profile.json")
-    exports = sorted((root / "export").glob("*-export.json")) if (root / "export").is_dir() else []
-    export = _read_json(exports[0]) if exports else None
-
+    records = Records(root)
     lines = ["# oneshot-nas pipeline report\n",
              f"Made {time.strftime('%Y-%m-%d %H:%M')} from the records in `{root}` by "
              "`python -m oneshot_nas.report`. Every number below is read from a file the step wrote.\n"]
-    lines += ["## Headline\n", "| | |", "|---|---|"]
-    if supernet:
-        last = supernet[-1]
-        lines.append(f"| supernet: random paths, val top-1 after {len(supernet)} epochs | "
-                     f"{pct(last.get('val_top1_mean'))} mean ({pct(last.get('val_top1_min'))} - "
-                     f"{pct(last.get('val_top1_max'))}) over {len(last.get('val_paths', {}))} paths; chance 10% |")
-    if search_rows:
-        best = max(search_rows, key=lambda r: r.get("score", -1))
-        lines.append(f"| search: best of {len(search_rows)} candidates | `{best['arch']}` |")
-        lines.append(f"| its search-split top-1, paper MACs, params | {pct(best.get('accuracy'))}, "
-                     f"{millions(best['macs'])}, {millions(best['params'])} |")
-    if model_json:
-        arch, record = load_architecture(model_json, with_record=True)
-        lines.append(f"| retrained from scratch: val top-1 / top-5 | {pct(record.get('top1'))} / "
-                     f"{pct(record.get('top5'))} |")
-    if profile:
-        scores = {s["precision"]: s["score"] for s in profile["scores"]}
-        lines.append(f"| MicroNet score (fp32 / fp16 / int8) vs MobileNetV2-1.4 | "
-                     f"{scores.get('fp32', 0):.4f} / {scores.get('fp16', 0):.4f} / {scores.get('int8', 0):.4f} |")
-    if export:
-        lines += _export_headline(export)
-    if steps:
-        total = sum(s["seconds"] for s in steps)
-        lines.append(f"| wall clock, all steps | {total / 60:.1f} min |")
-    lines.append("")
-
-    if steps:
-        lines += ["## Steps\n", "| step | seconds | command |", "|---|---|---|"]
-        lines += [f"| {s['step']} | {s['seconds']:.0f} | `{s.get('command', '')}` |" for s in steps]
-        lines.append("")
-
-    lines.append("## 1. Supernet training\n")
-    if supernet:
-        lines.append("| epoch | stage | scales | loss | train top-1 | val top-1 mean (min-max) | ref path top-1 | s |")
-        lines.append("|---|---|---|---|---|---|---|---|")
-        for r in supernet:
-            stage = "one path (inheritance)" if r.get("path") else "uniform paths"
-            scales = r.get("scales") or []
-            lines.append(
-                f"| {r['epoch']} | {stage} | {min(scales):.1f}-{max(scales):.1f} | {r['loss']:.3f} | "
-                f"{pct(r.get('train_top1'))} | {pct(r.get('val_top1_mean'))} ({pct(r.get('val_top1_min'))}-"
-                f"{pct(r.get('val_top1_max'))}) | {pct(r.get('ref_top1'))} | "
-                f"{r['seconds'] + r.get('val_seconds', 0):.1f} |")
-        lines.append("")
-        _image(lines, root, root / "supernet" / "curves.png", "supernet curves")
-        meta = _read_json(root / "supernet" / "supernet.json")
-        if paths and meta:
-            space = SearchSpace.from_dict(meta["space_config"])
-            out = plot_sampled_paths(paths, space, root / "sampled_paths.png")
-            _image(lines, root, out, "sampled architectures")
-    else:
-        lines.append("(no supernet record found)\n")
-
-    lines.append("## 2. Search\n")
-    if summary and search_rows:
-        lines.append(f"Budget: {summary.get('budget', 'n/a')}. Top candidates by search-split top-1:\n")
-        lines += ["| rank | architecture | top-1 | paper MACs | params |", "|---|---|---|---|---|"]
-        top = sorted(search_rows, key=lambda r: -r.get("score", -1))[:5]
-        lines += [f"| {i + 1} | `{r['arch']}` | {pct(r.get('accuracy'))} | {millions(r['macs'])} | "
-                  f"{millions(r['params'])} |" for i, r in enumerate(top)]
-        lines.append("")
-        _image(lines, root, root / "search" / "search_front.png", "search front")
-        _image(lines, root, root / "search" / "search_progress.png", "search progress")
-    else:
-        lines.append("(no search record found)\n")
-
-    lines.append("## 3. Retraining the winner\n")
-    if subnet and model_json:
-        lines.append(f"`{arch}` trained from scratch for {len(subnet)} epochs: val top-1 "
-                     f"{pct(record.get('top1'))}, top-5 {pct(record.get('top5'))} "
-                     f"(model `{model_json.with_suffix('.params').relative_to(root)}`).\n")
-        _image(lines, root, root / "subnet" / "curves.png", "retraining curves")
-    else:
-        lines.append("(no retraining record found)\n")
-
-    lines.append("## 4. Profile\n")
-    if profile:
-        t = profile["totals"]
-        lines += ["| metric | value |", "|---|---|",
-                  f"| paper MACs | {t['macs']:,} |", f"| MicroNet FLOPs (mults + adds) | {t['flops']:,} |",
-                  f"| params (BN folded) / paper params | {t['params']:,} / {t['paper_params']:,} |", ""]
-        lines.append("Per-block profile: `profile.md` (`python profiling/score.py MODEL.params`).\n")
-    else:
-        lines.append("(no profile found)\n")
-
-    lines.append("## 5. Export\n")
-    md = exports[0].with_suffix(".md") if exports else None
-    if md is not None and md.is_file():
-        lines.append(md.read_text().split("\n", 1)[1])
-    else:
-        lines.append("(no export summary found)\n")
+    for section in SECTIONS:
+        lines += section(records)
     out = root / "REPORT.md"
     out.write_text("\n".join(lines) + "\n")
     return out
@@ -203,15 +212,39 @@ def _export_headline(export):
     return rows
 
 
+def plot_sampled_paths(rows, space, out):
+    """What supernet training sampled: MACs x params of every trained path (coloured by epoch), and
+    how often each block and each channel scale was drawn at each position."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    epochs = np.concatenate([[row["epoch"]] * len(row["macs"]) for row in rows])
+    macs = np.concatenate([row["macs"] for row in rows]) / 1e6
+    params = np.concatenate([row["params"] for row in rows]) / 1e6
+    points = axes[0].scatter(macs, params, c=epochs, s=6, cmap="viridis", alpha=0.6)
+    fig.colorbar(points, ax=axes[0], label="epoch")
+    axes[0].set(xlabel="paper MACs (M)", ylabel="params (M)", title=f"{len(macs)} trained paths")
+    for ax, key, labels, title in (
+            (axes[1], "block_counts", list(space.blocks), "block choices"),
+            (axes[2], "channel_counts", [f"{s:g}" for s in space.channel_scales], "channel scales")):
+        counts = np.sum([np.asarray(row[key]) for row in rows], axis=0).T      # (choices, positions)
+        image = ax.imshow(counts / counts.sum(axis=0, keepdims=True), aspect="auto", cmap="magma",
+                          origin="lower", vmin=0)
+        ax.set(xlabel="position", title=f"{title} drawn per position (share)")
+        ax.set_yticks(range(len(labels)), labels)
+        fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m oneshot_nas.report", description=__doc__.split("\n")[0])
-    parser.add_argument("root", nargs="?", default="logs/quickstart")
+    parser.add_argument("root", nargs="?", default="logs/quickstart", help="the pipeline run's folder")
     args = parser.parse_args(argv)
     setup_logging()
     out = build_report(args.root)
     log.info("wrote %s", out)
     return out
-
-
-if __name__ == "__main__":
-    run(main)

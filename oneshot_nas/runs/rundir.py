@@ -4,11 +4,15 @@ One JSON object per line in metrics.jsonl (per epoch, per generation or per cand
 and reports are made from the record, not from the live objects.
 """
 import json
+import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
 from ..errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class RunDir:
@@ -17,20 +21,40 @@ class RunDir:
     def __init__(self, path):
         self.path = Path(path)
 
+    @staticmethod
+    def check(path, resume=False, overwrite=False, marker="args.json"):
+        """Refuse, before anything is written, to reuse a folder that holds a run unless told to
+        resume or overwrite it, and a resume of a folder that holds none."""
+        path = Path(path)
+        taken = (path / marker).exists()
+        if resume and overwrite:
+            raise UserError("resume and overwrite contradict each other; choose one of them",
+                            settings=("resume", "overwrite"))
+        if taken and not (resume or overwrite):
+            raise UserError(f"{path} already holds a run; resume it, overwrite it (start again in it) "
+                            "or choose another folder", settings=("resume", "overwrite"))
+        if resume and not taken:
+            raise UserError(f"cannot resume: {path} holds no run ({marker} is missing)")
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{path} is a file, not a folder; choose another folder for the run")
+
     @classmethod
-    def create(cls, path, args, resume=False, overwrite=False, marker="args.json"):
+    def create(cls, path, args, resume=False, overwrite=False, marker="args.json", outputs=()):
         """Make the folder and write the resolved `args` (a dict) to args.json.
 
         An existing folder with a `marker` file is reused only with `resume` (args are kept; the new
-        ones go to args.resume-N.json) or `overwrite` (the folder's files are left, args replaced).
+        ones go to args.resume-N.json) or `overwrite` (the files named in `outputs` are removed
+        first, so the new run's record is its own).
         """
+        cls.check(path, resume, overwrite, marker)
         run = cls(path)
-        taken = (run.path / marker).exists()
-        if taken and not (resume or overwrite):
-            raise UserError(f"{run.path} already holds a run; pass --resume to continue it or "
-                            "--overwrite to start again in it (or choose another --save-dir)")
-        if resume and not taken:
-            raise UserError(f"--resume: {run.path} holds no run to resume ({marker} is missing)")
+        if overwrite and not resume:
+            for name in outputs:
+                target = run.path / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
         run.path.mkdir(parents=True, exist_ok=True)
         name = "args.json"
         if resume:
@@ -69,3 +93,18 @@ def read_jsonl(path):
             except json.JSONDecodeError:
                 break   # a line cut by a crash ends the record
     return rows
+
+
+def open_run(path, args, resume=False, overwrite=False, chief=True, log_name="train.log", outputs=()):
+    """The run folder and logging of an entry point: the chief worker writes args.json first, then
+    logs to `log_name` in the folder (or to that path, if it names one elsewhere); other workers log
+    warnings to the console only and get None."""
+    from ..cli import setup_logging
+    if not chief:
+        setup_logging(None, level=logging.WARNING)
+        return None
+    run = RunDir.create(path, args, resume=resume, overwrite=overwrite, outputs=outputs)
+    logfile = Path(log_name)
+    setup_logging(logfile if logfile.is_absolute() or logfile.parent != Path(".") else run.file(logfile))
+    log.info("run folder %s", run.path)
+    return run

@@ -1,4 +1,4 @@
-"""Schedules as data: which channel scales each epoch may sample, and the learning rate per update.
+"""The channel schedule as data: which channel scales each epoch of supernet training may sample.
 
 Channel search (OneShot+): before `epoch_start_cs` only the widest scale is sampled (block search
 alone); from then on, with the warm-up, the allowed range widens one scale at a time, 1.8-2.0 for
@@ -7,15 +7,9 @@ then every scale. Without the warm-up every scale is allowed at once. The schedu
 (one tuple of channel ids per epoch) so it can be printed at start, stored in a checkpoint and
 compared on resume.
 """
-import math
-from dataclasses import dataclass
-
-from ..errors import UserError
-
 # Epochs spent at each warm-up stage; stage k allows the k + 2 widest scales (2 = 1.8-2.0 of the
 # ten OneShot scales). A space with more scales keeps the last duration for its extra stages.
 WARMUP_EPOCHS = (1, 1, 1, 1, 2, 3, 4, 5)
-LR_MODES = ("cosine", "step", "linear")
 
 
 def channel_schedule(space, num_epochs, epoch_start_cs=0, warm_up=False):
@@ -63,43 +57,3 @@ def describe_channel_schedule(space, plan):
 
 def allowed_scales(space, ids):
     return [space.channel_scales[i] for i in ids]
-
-
-@dataclass(frozen=True)
-class LRSchedule:
-    """Learning rate per update (0-based): linear warm-up from `warmup_lr` to `base_lr` over
-    `warmup_epochs`, then cosine / step / linear decay to `target_lr` at the end of `num_epochs`.
-
-    `step` multiplies by `decay_factor` at each epoch in `decay_epochs` (absolute epoch numbers).
-    """
-    base_lr: float
-    steps_per_epoch: int
-    num_epochs: int
-    mode: str = "cosine"
-    warmup_epochs: float = 0.0
-    warmup_lr: float = 0.0
-    target_lr: float = 0.0
-    decay_epochs: tuple = ()
-    decay_factor: float = 0.1
-
-    def __post_init__(self):
-        if self.mode not in LR_MODES:
-            raise UserError(f"--lr-mode {self.mode!r} is unknown; choose one of {', '.join(LR_MODES)}")
-        if self.steps_per_epoch < 1 or self.num_epochs < 1:
-            raise UserError("training needs at least one epoch of at least one step")
-        if not 0 <= self.warmup_epochs <= self.num_epochs:
-            raise UserError(f"--warmup-epochs {self.warmup_epochs} must be within 0..--num-epochs "
-                            f"({self.num_epochs})")
-
-    def __call__(self, update):
-        warm = self.warmup_epochs * self.steps_per_epoch
-        if update < warm:
-            return self.warmup_lr + (self.base_lr - self.warmup_lr) * update / warm
-        total = self.num_epochs * self.steps_per_epoch
-        if self.mode == "step":
-            epoch = update / self.steps_per_epoch
-            return self.base_lr * self.decay_factor ** sum(epoch >= e for e in self.decay_epochs)
-        progress = min(1.0, (update - warm) / max(1.0, total - warm))
-        if self.mode == "cosine":
-            return self.target_lr + (self.base_lr - self.target_lr) * (1 + math.cos(math.pi * progress)) / 2
-        return self.target_lr + (self.base_lr - self.target_lr) * (1 - progress)

@@ -11,23 +11,23 @@ is dropped from the cycle.
 import numpy as np
 
 from ..errors import UserError
-from .sampling import extremes, check_feasible
-from ..space import Architecture
 
 
 class StrollingSampler:
-    """Budget-constrained sampler over MACs x params with even coverage. `base` supplies the allowed
-    genes (a UniformSampler: its channel ids follow the warm-up schedule)."""
+    """Budget-constrained sampler over two costs (MACs x params) with even coverage. `base` supplies
+    the allowed genes (a UniformSampler: its channel ids follow the warm-up schedule); `limits` is a
+    cost.limits.Limits whose cost model gives the axes."""
 
-    def __init__(self, base, table, budget, grid=(7, 8), mutation_prob=0.1, brood=8, tries=12,
-                 archive_size=8, patience=3, warmup_samples=2000, axes=("macs", "paper_params")):
-        self.base, self.table, self.budget = base, table, budget
+    def __init__(self, base, limits, grid=(7, 8), mutation_prob=0.1, brood=8, tries=12,
+                 archive_size=8, patience=3, warmup_samples=2000, axes=("macs", "params")):
+        self.base, self.limits, self.costs = base, limits, limits.costs
+        self.space = base.space
         self.grid, self.mutation_prob, self.brood, self.tries = tuple(grid), mutation_prob, brood, tries
         self.archive_size, self.patience, self.warmup_samples = archive_size, patience, warmup_samples
         self.axes = axes
-        check_feasible(table, budget, base.channel_ids)
+        limits.check_feasible(base.choices)
         self.bounds = self._bounds()
-        self.fields = [table.field(a) for a in axes]
+        self.fields = [self.costs.index(a) for a in axes]
         self.archive = {}          # cell -> list of genes tuples
         self.failures = {}         # cell -> consecutive failed visits
         self.dead = set()
@@ -36,10 +36,10 @@ class StrollingSampler:
     # ----- geometry ----------------------------------------------------------------------------
     def _bounds(self):
         """The rectangle: the budget's ranges, open ends closed at the attainable extremes."""
-        ranges, bounds = dict(self.budget.ranges), []
+        bounds = []
         for axis in self.axes:
-            lo, hi = ranges.get(axis, (None, None))
-            smallest, largest = extremes(self.table, axis, self.base.channel_ids)
+            lo, hi = self.limits.limits.get(axis, (None, None))
+            smallest, largest = self.costs.extremes(axis, self.base.choices)
             bounds.append((smallest if lo is None else lo, largest if hi is None else hi))
         return bounds
 
@@ -56,10 +56,9 @@ class StrollingSampler:
         return tuple(min(int(p), n - 1) for p, n in zip(pos, self.grid))
 
     def _measure(self, genes):
-        """(counts on `axes`, budget verdict) of an (N, 2 * positions) array of genes."""
-        n = self.table.space.num_positions
-        counts = self.table.count_many(genes[:, :n], genes[:, n:])
-        return counts[:, self.fields], self.budget.accepts_array(counts, self.table)
+        """(costs on `axes`, budget verdict) of an (N, genes) array of candidates."""
+        values = self.costs.values_many(genes)
+        return values[:, self.fields], self.limits.accepts_values(values)
 
     # ----- the archive -------------------------------------------------------------------------
     def _add(self, genes, cell, rng):
@@ -73,7 +72,7 @@ class StrollingSampler:
     def _seed(self, rng):
         """Fill the archive from uniform samples until something lies inside the rectangle."""
         for start in range(0, self.warmup_samples, 200):
-            genes = np.array([a.blocks + a.channels for a in (self.base(rng) for _ in range(200))])
+            genes = np.array([a.genes for a in (self.base(rng) for _ in range(200))])
             values, ok = self._measure(genes)
             for g, pos, good in zip(genes, self._position(values), ok):
                 cell = self._cell(pos)
@@ -82,7 +81,7 @@ class StrollingSampler:
             if self.archive:
                 return
         raise UserError(f"strolling sampler: none of {self.warmup_samples} uniform samples met "
-                        f"{self.budget.describe()}; widen the budget")
+                        f"{self.limits.describe()}; widen the budget")
 
     def _next_target(self, rng):
         if not self.cycle:
@@ -95,11 +94,11 @@ class StrollingSampler:
     def __call__(self, rng):
         if not self.archive:
             self._seed(rng)
-        space, n = self.table.space, self.table.space.num_positions
         target = self._next_target(rng)
         centre = np.array(target) + 0.5
         members = [g for cell in self.archive.values() for g in cell]
-        allowed = np.asarray(self.base.channel_ids)
+        # the values each group of genes may take (the base allows the same ids at every position)
+        allowed = {k: np.asarray(ids[0]) for k, ids in self.space.allowed_ids(self.base.choices).items()}
         for _ in range(self.tries):
             parents = np.array(members)
             dist = np.abs(self._position(self._measure(parents)[0]) - centre).sum(axis=1)
@@ -107,11 +106,10 @@ class StrollingSampler:
             picks = rng.integers(len(parents), size=(self.brood, 3))
             chosen = parents[picks[np.arange(self.brood), dist[picks].argmin(axis=1)]]
             children = chosen.copy()
-            mask = rng.random(children.shape) < self.mutation_prob
-            children[:, :n] = np.where(mask[:, :n], rng.integers(space.num_blocks, size=(self.brood, n)),
-                                       children[:, :n])
-            children[:, n:] = np.where(mask[:, n:], allowed[rng.integers(len(allowed), size=(self.brood, n))],
-                                       children[:, n:])
+            mask = self.space.split(rng.random(children.shape) < self.mutation_prob)
+            for name, genes in self.space.split(children).items():     # views: written in place
+                values = allowed[name]
+                genes[:] = np.where(mask[name], values[rng.integers(len(values), size=genes.shape)], genes)
             hit = None
             values, ok = self._measure(children)
             for genes, pos, good in zip(children, self._position(values), ok):
@@ -125,7 +123,7 @@ class StrollingSampler:
                     hit = genes
             if hit is not None:
                 self.failures[target] = 0
-                return Architecture(space, hit[:n], hit[n:])
+                return self.space.decode(hit)
         self.failures[target] = self.failures.get(target, 0) + 1
         if self.failures[target] >= self.patience and target not in self.archive:
             self.dead.add(target)
@@ -136,16 +134,14 @@ class StrollingSampler:
         cells = list(self.archive)
         near = min(cells, key=lambda c: (abs(c[0] - target[0]) + abs(c[1] - target[1]), rng.random()))
         members = self.archive[near]
-        genes = members[int(rng.integers(len(members)))]
-        n = self.table.space.num_positions
-        return Architecture(self.table.space, genes[:n], genes[n:])
+        return self.space.decode(members[int(rng.integers(len(members)))])
 
     def set_channel_ids(self, channel_ids):
         """Follow the channel warm-up: members with channels no longer allowed leave the archive."""
         self.base.set_channel_ids(channel_ids)
-        allowed, n = set(self.base.channel_ids), self.table.space.num_positions
+        allowed = set(self.base.channel_ids)
         for cell in list(self.archive):
-            kept = [g for g in self.archive[cell] if set(g[n:]) <= allowed]
+            kept = [g for g in self.archive[cell] if set(self.space.split(g)["channels"]) <= allowed]
             if kept:
                 self.archive[cell] = kept
             else:

@@ -10,35 +10,30 @@ start says so.
 import numpy as np
 
 from ..errors import UserError
-from .sampling import RejectionSampler, UniformSampler, check_feasible
+from .samplers import RejectionSampler, UniformSampler
 from .strolling import StrollingSampler
 
 SAMPLERS = ("uniform", "strolling")
 
 
 class PathSampler:
-    """`sampler(rng)` -> Architecture; `start_epoch(channel_ids)` follows the channel schedule."""
+    """`sampler(rng)` -> Architecture; `start_epoch(channel_ids)` follows the channel schedule.
+    `limits` (cost.limits.Limits, may be empty) is the budget of the sampled paths."""
 
-    def __init__(self, space, table=None, budget=None, kind="uniform"):
+    def __init__(self, space, limits=None, kind="uniform"):
         if kind not in SAMPLERS:
-            raise UserError(f"--constraint-sampler {kind!r} is unknown; choose one of {', '.join(SAMPLERS)}")
-        self.space, self.table, self.budget, self.kind = space, table, budget, kind
+            raise UserError(f"constraint sampler {kind!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+        self.space, self.limits, self.kind = space, limits, kind
         self.base = UniformSampler(space)          # every scale allowed: the budget must fit here
         self.rejection = self.strolling = None
-        if budget:
-            self.rejection = RejectionSampler(self.base, table, budget)
+        if limits:
+            self.rejection = RejectionSampler(self.base, limits)
             if kind == "strolling":
-                self.strolling = StrollingSampler(self.base, table, budget)
+                self.strolling = StrollingSampler(self.base, limits)
         self.constrained = False
 
     def budget_reachable(self, channel_ids):
-        if not self.budget:
-            return False
-        try:
-            check_feasible(self.table, self.budget, channel_ids)
-        except UserError:
-            return False
-        return True
+        return bool(self.limits) and self.limits.unreachable(self.space.gene_choices(channels=channel_ids)) is None
 
     def start_epoch(self, channel_ids):
         """Allow `channel_ids` from now on; returns whether the budget applies to them."""
@@ -61,10 +56,10 @@ class PathSampler:
 
     def describe(self, plan):
         """Whether the budget applies in each distinct stage of the channel schedule."""
-        if not self.budget:
+        if not self.limits:
             return "constraint: none (uniform paths)"
         off = sorted({e for e, ids in enumerate(plan) if not self.budget_reachable(ids)})
-        text = f"constraint: {self.budget.describe()} by {self.kind} sampling"
+        text = f"constraint: {self.limits.describe()} by {self.kind} sampling"
         if off:
             text += (f"; unreachable with the widths allowed in epochs {_spans(off)}, "
                      "which train unconstrained")

@@ -19,19 +19,10 @@ import logging
 from dataclasses import dataclass, field
 
 from ..errors import UserError
-from ..sample.sampling import crossover, mutate, random_genes
+from ..cost.limits import Verdict
+from ..sample.genes import crossover, mutate, random_genes
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Whether a candidate meets the constraints. `violation` >= 0 measures how far outside it is
-    (0 when `ok`); `values` are its measured metrics and `reasons` the limits it breaks."""
-    ok: bool
-    values: dict = field(default_factory=dict)
-    violation: float = 0.0
-    reasons: tuple = ()
 
 
 def as_verdict(result):

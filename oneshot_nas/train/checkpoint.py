@@ -49,7 +49,7 @@ def load_checkpoint(folder, net, trainer, contexts):
         state = json.loads((folder / "state.json").read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"the checkpoint in {folder} cannot be read ({err}); start again with "
-                        "--overwrite") from None
+                        "again", settings="overwrite") from None
     load_parameters(net, folder / "model.params", contexts)
     trainer.load_states(str(folder / "trainer.states"))
     return state

@@ -1,8 +1,12 @@
 """Training curves from a run's metrics.jsonl (the record, not the live objects), drawn to PNG."""
+import logging
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+log = logging.getLogger(__name__)
 
 
 def plot_training_curves(rows, path, title=""):
@@ -43,4 +47,14 @@ def plot_training_curves(rows, path, title=""):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return path
+
+
+def plot_run(run, title):
+    """Curves of a whole run, read back from its metrics.jsonl, to curves.png; None without a run."""
+    if run is None:
+        return None
+    path = plot_training_curves(run.read(), run.file("curves.png"), title)
+    if path:
+        log.info("curves: %s", path)
     return path

@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def setup_logging(logfile=None, level=logging.INFO):
@@ -14,12 +14,18 @@ def setup_logging(logfile=None, level=logging.INFO):
                         datefmt="%H:%M:%S", handlers=handlers, force=True)
 
 
+def describe(err):
+    """The message of a UserError with the flags of the settings it names, e.g. '... (--num-classes)'."""
+    flags = " / ".join(f"--{name.replace('_', '-')}" for name in err.settings)
+    return f"{err} ({flags})" if flags else str(err)
+
+
 def run(main, argv=None):
     """Call `main(argv)`; a UserError prints as one line ('error: ...') and exits with status 2."""
     try:
         return main(argv)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {describe(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

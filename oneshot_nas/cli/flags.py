@@ -1,0 +1,182 @@
+"""Flags the entry points share, and their translation into the package's values.
+
+Flag names live here and in the entry points only; the package below speaks of its own names
+(`macs`, `num_classes`, ...). Budget flags are generated from the cost registry
+(cost/model.METRICS), so a new cost is a budget of training and search alike:
+    --max-COST, --min-COST, --COST-range LO:HI     e.g. --max-macs 330M, --params-range 2.8M:5.3M
+with the spellings of the earlier scripts kept as documented aliases: --max-flops, --min-flops and
+--flops-range limit MACs (the papers' "FLOPs" are multiply-accumulates), --max-score the MicroNet
+score. Numbers take K, M and G suffixes; NaN and infinities are refused.
+"""
+import argparse
+
+from ..cost.limits import parse_number, parse_range
+from ..cost.model import BASELINES, METRICS
+from ..errors import UserError
+
+ALIASES = {"flops": "macs", "score": "micronet_score"}    # old budget names -> costs
+
+
+def number(text):
+    """argparse type: '330M', '3.5e6', '1.2G' -> float (finite)."""
+    try:
+        return parse_number(text, "number")
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def finite(text):
+    """argparse type: a finite float (no K/M/G suffix), e.g. a learning rate."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _flag(name):
+    return name.replace("_", "-")
+
+
+def add_budget_flags(parser, title="budget (costs from lookup tables; numbers take K, M, G)"):
+    """--max-/--min-/--COST-range for every cost, the aliases, and what the costs need."""
+    group = parser.add_argument_group(title)
+    for name, m in METRICS.items():
+        unit = {"count": "", "ms": " (ms)", "score": ""}[m.unit]
+        group.add_argument(f"--max-{_flag(name)}", type=number, metavar="N",
+                           help=f"at most this {m.description}{unit}")
+        group.add_argument(f"--min-{_flag(name)}", type=number, metavar="N", help="at least this")
+        group.add_argument(f"--{_flag(name)}-range", metavar="LO:HI", help="both ends at once")
+    for old, new in ALIASES.items():
+        for kind in ("max", "min"):
+            group.add_argument(f"--{kind}-{old}", type=number, metavar="N",
+                               help=f"alias of --{kind}-{_flag(new)}")
+        group.add_argument(f"--{old}-range", metavar="LO:HI", help=f"alias of --{_flag(new)}-range")
+    group.add_argument("--latency-table", metavar="JSON",
+                       help="latency table of this space and device (for latency_ms budgets), "
+                            "made by python profiling/latency_table.py")
+    group.add_argument("--baseline", default="mobilenetv2-1.4", choices=BASELINES,
+                       help="MicroNet score baseline")
+    group.add_argument("--bits", type=int, default=32, choices=(32, 16, 8), help="MicroNet score precision")
+    return group
+
+
+def budget_from(args):
+    """{cost: (lo, hi)} from the budget flags; a cost given two ways is refused."""
+    limits = {}
+    for name in METRICS:
+        given = {}
+        for alias in [name] + [old for old, new in ALIASES.items() if new == name]:
+            flag = _flag(alias)
+            lo, hi = getattr(args, f"min_{alias}"), getattr(args, f"max_{alias}")
+            if lo is not None or hi is not None:
+                given[f"--min-{flag}/--max-{flag}"] = (lo, hi)
+            text = getattr(args, f"{alias}_range")
+            if text is not None:
+                given[f"--{flag}-range"] = parse_range(text, f"--{flag}-range")
+        if len(given) > 1:
+            raise UserError(f"the {name} budget is given twice ({' and '.join(given)}); keep one")
+        if given:
+            limits[name] = next(iter(given.values()))
+    if "latency_ms" in limits and not args.latency_table:
+        raise UserError("a latency budget needs --latency-table PATH (python profiling/latency_table.py "
+                        "measures one)")
+    return limits
+
+
+def cost_model(args, space):
+    """The CostModel the budget flags describe (with the latency table if one is given)."""
+    from ..cost.latency import LatencyTable
+    from ..cost.model import CostModel
+    latency = LatencyTable.load(args.latency_table, space) if args.latency_table else None
+    return CostModel(space, latency=latency, reference=args.baseline, bits=args.bits)
+
+
+# ----- data and training -----------------------------------------------------------------------------
+def add_data_flags(parser, title="data (default: the embedded digits)"):
+    """Where the images come from: ImageNet-style RecordIO, an image folder, or nothing (digits)."""
+    data = parser.add_argument_group(title)
+    data.add_argument("--rec-train", help="training RecordIO (.rec)")
+    data.add_argument("--rec-train-idx", help="its index (.idx)")
+    data.add_argument("--rec-val", help="validation RecordIO (.rec)")
+    data.add_argument("--rec-val-idx", help="its index (.idx)")
+    data.add_argument("--data-dir", help="an image folder with train/ and val/ class folders")
+    data.add_argument("--num-classes", type=int, help="classifier size (default: the space's)")
+    return data
+
+
+def add_training_flags(parser, epochs, batch_size, lr, save_dir):
+    """Data, schedule, devices and run-record flags (names follow gluoncv's ImageNet script)."""
+    from ..runs.workers import KV_TYPES
+    from ..train.lr import LR_MODES
+    from ..train.settings import INITIALIZERS, OPTIMIZERS
+    data = add_data_flags(parser)
+    data.add_argument("-j", "--num-data-workers", type=int, default=2, dest="num_workers",
+                      help="decode threads (the data order is deterministic for a fixed value)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--num-epochs", type=int, default=epochs)
+    opt.add_argument("--batch-size", type=int, default=batch_size, help="images per device per step")
+    opt.add_argument("--lr", type=finite, default=lr)
+    opt.add_argument("--lr-mode", choices=LR_MODES, default="cosine")
+    opt.add_argument("--lr-decay", type=finite, default=0.1, help="factor of --lr-mode step")
+    opt.add_argument("--lr-decay-epoch", default="", help="epochs of --lr-mode step, e.g. 40,60")
+    opt.add_argument("--warmup-epochs", type=finite, default=0.0, help="linear learning-rate warm-up")
+    opt.add_argument("--warmup-lr", type=finite, default=0.0, help="learning rate the warm-up starts at")
+    opt.add_argument("--target-lr", type=finite, default=0.0, help="learning rate at the end (cosine/linear)")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default="nag", help="SGD with Nesterov or plain momentum")
+    opt.add_argument("--momentum", type=finite, default=0.9)
+    opt.add_argument("--wd", type=finite, default=4e-5, help="weight decay")
+    opt.add_argument("--no-wd", action="store_true", help="no weight decay on BatchNorm and biases")
+    opt.add_argument("--label-smoothing", type=finite, default=0.0, help="e.g. 0.1")
+    opt.add_argument("--init", choices=sorted(INITIALIZERS), default="msra", help="weight initialisation")
+    opt.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                     help="float16: GPU only, with float32 master weights")
+    opt.add_argument("--seed", type=int, default=0, help="every random choice of the run follows it")
+    dev = parser.add_argument_group("devices")
+    dev.add_argument("--gpus", default="", help="e.g. 0,1,2,3 (default: the CPU)")
+    dev.add_argument("--kv-store", choices=[k for k in KV_TYPES if k != "none"], default="device",
+                     help="dist_sync/dist_device_sync under python -m oneshot_nas.launch")
+    rec = parser.add_argument_group("run record")
+    rec.add_argument("--save-dir", default=save_dir, help="the run folder (args, logs, checkpoints, model)")
+    rec.add_argument("--logging-file", default="train.log", help="log file name inside --save-dir (or a path)")
+    rec.add_argument("--resume", action="store_true", help="continue the run in --save-dir exactly")
+    rec.add_argument("--overwrite", action="store_true", help="start again in a --save-dir that holds a run")
+    rec.add_argument("--stop-after-epoch", type=int, default=None,
+                     help="end this session after that epoch (continue later with --resume)")
+    rec.add_argument("--val-images", type=int, default=0, help="validate on this many images (0: all)")
+    rec.add_argument("--dump-worker-params", metavar="DIR",
+                     help="every worker also writes its final parameters to DIR/worker-RANK.params")
+    rec.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+
+def settings_from(args):
+    try:
+        decay_epochs = tuple(float(e) for e in args.lr_decay_epoch.split(",") if e.strip())
+    except ValueError:
+        raise UserError(f"--lr-decay-epoch {args.lr_decay_epoch!r}: give epochs separated by commas, "
+                        "e.g. 40,60") from None
+    if args.lr_mode == "step" and not decay_epochs:
+        raise UserError("--lr-mode step needs --lr-decay-epoch, e.g. --lr-decay-epoch 40,60")
+    from ..train.settings import Settings
+    return Settings(num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr, lr_mode=args.lr_mode,
+                    warmup_epochs=args.warmup_epochs, warmup_lr=args.warmup_lr, target_lr=args.target_lr,
+                    lr_decay=args.lr_decay, lr_decay_epochs=decay_epochs, optimizer=args.optimizer,
+                    momentum=args.momentum, wd=args.wd, no_wd=args.no_wd,
+                    label_smoothing=args.label_smoothing, dtype=args.dtype, seed=args.seed,
+                    threads=args.num_workers, val_images=args.val_images)
+
+
+def devices_from(args):
+    from ..runs.workers import contexts_from
+    if args.dtype == "float16" and not args.gpus:
+        raise UserError("--dtype float16 is for GPUs (pass --gpus); the CPU trains in float32")
+    return contexts_from(args.gpus)
+
+
+def dataset_from(args, num_classes):
+    """The dataset the data flags name (the embedded digits without any)."""
+    from ..data.sources import resolve_dataset
+    return resolve_dataset(rec_train=args.rec_train, rec_train_idx=args.rec_train_idx, rec_val=args.rec_val,
+                           rec_val_idx=args.rec_val_idx, data_dir=args.data_dir, num_classes=num_classes)

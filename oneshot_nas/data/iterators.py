@@ -1,0 +1,45 @@
+"""Batches streamed from RecordIO by MXNet's ImageRecordIter: augmented training batches, validation
+batches in file order, each worker reading its own part of the file."""
+import mxnet as mx
+import numpy as np
+
+from .slices import MEAN_RGB, STD_RGB
+
+
+def _normalise():
+    return dict(mean_r=MEAN_RGB[0], mean_g=MEAN_RGB[1], mean_b=MEAN_RGB[2],
+                std_r=STD_RGB[0], std_g=STD_RGB[1], std_b=STD_RGB[2])
+
+
+def train_iter(dataset, batch_size, input_size, threads=2, seed=0, num_parts=1, part_index=0,
+               dtype="float32"):
+    """Shuffled, augmented training batches of worker `part_index` of `num_parts`."""
+    aug = dataset.augmentation
+    return mx.io.ImageRecordIter(
+        path_imgrec=str(dataset.train.rec), path_imgidx=str(dataset.train.idx),
+        data_shape=(3, input_size, input_size), batch_size=batch_size, shuffle=True, seed=seed,
+        preprocess_threads=threads, num_parts=num_parts, part_index=part_index, dtype=dtype,
+        random_resized_crop=True, min_random_area=aug.min_area, max_random_area=1.0,
+        min_aspect_ratio=3.0 / 4, max_aspect_ratio=4.0 / 3, rand_mirror=aug.mirror,
+        brightness=aug.jitter, contrast=aug.jitter, saturation=aug.jitter, pca_noise=aug.lighting,
+        **_normalise())
+
+
+def val_iter(dataset, batch_size, input_size, threads=2, num_parts=1, part_index=0, dtype="float32",
+             records=None):
+    """Validation batches in file order (resize to size/crop_ratio, centre crop). The last batch
+    is filled by wrapping around: its `pad` says how many of its images are repeats."""
+    records = records or dataset.val
+    return mx.io.ImageRecordIter(
+        path_imgrec=str(records.rec), path_imgidx=str(records.idx),
+        data_shape=(3, input_size, input_size), batch_size=batch_size, shuffle=False,
+        preprocess_threads=threads, num_parts=num_parts, part_index=part_index, dtype=dtype,
+        resize=int(round(input_size / dataset.augmentation.crop_ratio)), **_normalise())
+
+
+def labelled_batches(iterator):
+    """(data, int64 labels) pairs of a DataIter without the repeats that pad its last batch."""
+    for batch in iterator:
+        keep = batch.data[0].shape[0] - (batch.pad or 0)
+        if keep > 0:
+            yield batch.data[0][:keep], batch.label[0][:keep].asnumpy().astype(np.int64)

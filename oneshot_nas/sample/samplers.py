@@ -1,0 +1,59 @@
+"""Architecture samplers: uniform over the allowed genes, and under a budget by capped rejection.
+
+A sampler is called with an explicit `numpy.random.Generator` and returns an Architecture. The
+strolling sampler (even coverage of a budget) is in strolling.py; which sampler supernet training
+uses at each epoch is decided in training.py.
+"""
+import numpy as np
+
+from ..cost.model import format_value
+from ..errors import UserError
+from ..space import Architecture
+
+
+class UniformSampler:
+    """Uniform over block ids and an allowed set of channel ids (all by default).
+
+    `channel_ids` narrows the channel genes: `(space.num_scales - 1,)` is block-only training at full
+    width; the channel warm-up widens it epoch by epoch.
+    """
+
+    def __init__(self, space, channel_ids=None):
+        self.space = space
+        self.set_channel_ids(channel_ids)
+
+    def set_channel_ids(self, channel_ids=None):
+        ids = tuple(range(self.space.num_scales)) if channel_ids is None else tuple(channel_ids)
+        if not ids or any(not 0 <= i < self.space.num_scales for i in ids):
+            raise UserError(f"channel ids {ids} are not within 0..{self.space.num_scales - 1}")
+        self.channel_ids = ids
+        self.choices = self.space.gene_choices(channels=ids)     # per gene, for mutate()
+
+    def __call__(self, rng):
+        n, ids = self.space.num_positions, np.asarray(self.channel_ids)
+        blocks = rng.integers(self.space.num_blocks, size=n)
+        channels = ids[rng.integers(len(ids), size=n)]
+        return Architecture(self.space, blocks.tolist(), channels.tolist())
+
+
+class RejectionSampler:
+    """Draws from `base` until `limits` (cost.limits.Limits) accepts, giving up after `max_tries`
+    with the range of costs it saw."""
+
+    def __init__(self, base, limits, max_tries=10000):
+        self.base, self.limits, self.max_tries = base, limits, max_tries
+        limits.check_feasible(base.choices)
+
+    def __call__(self, rng):
+        seen = {k: [np.inf, -np.inf] for k in self.limits.limits}
+        for _ in range(self.max_tries):
+            arch = self.base(rng)
+            verdict = self.limits(arch.genes)
+            if verdict.ok:
+                return arch
+            for k, v in verdict.values.items():
+                seen[k] = [min(seen[k][0], v), max(seen[k][1], v)]
+        ranges = ", ".join(f"{k} from {format_value(lo, k)} to {format_value(hi, k)}"
+                           for k, (lo, hi) in seen.items())
+        raise UserError(f"gave up after {self.max_tries} samples: none had {self.limits.describe()} "
+                        f"(seen: {ranges}); widen the budget")

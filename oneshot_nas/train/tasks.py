@@ -1,0 +1,156 @@
+"""What is trained: a weight-sharing supernet (one sampled path per step) or a fixed subnet.
+
+`SupernetTask` draws one path per step from a seeded numpy Generator that every device and every
+worker replays identically, so all gradients of a step belong to the same path; `SubnetTask` trains
+a fixed, hybridized network. Both validate through train/validation.py and describe themselves for
+the resume check; the loop (loop.py) is the same for both.
+"""
+from functools import partial
+
+import numpy as np
+
+from ..cost.model import CostModel
+from ..nn.inherit import inherit_from_path
+from ..nn.pathgraph import PathPieces
+from ..sample.schedule import allowed_scales
+from ..sample.training import fixed_paths
+from .settings import ordered_params
+from .validation import evaluate, summarise
+
+
+class SupernetTask:
+    """A supernet trained on one sampled path per step and validated on a few paths, each with its
+    own recalibrated BatchNorm statistics (and on `reference` if given).
+
+    With `inherit_epochs` > 0, the first epochs train the path `inherit_path` alone; at the start
+    of epoch `inherit_epochs` it is copied into every other candidate (oneshot_nas.nn.inherit) and
+    uniform sampling takes over (without it, small supernets sit at chance for thousands of steps).
+    """
+    kind = "supernet"
+
+    def __init__(self, net, sampler, plan, calibration, val_paths=5, reference=None, seed=0,
+                 inherit_epochs=0, inherit_path=None):
+        if inherit_epochs and inherit_path is None:
+            raise ValueError("inherit_epochs needs the path to train first")
+        self.net, self.sampler, self.plan = net, sampler, plan
+        self.calibration, self.val_paths, self.reference, self.seed = calibration, val_paths, reference, seed
+        self.inherit_epochs, self.inherit_path = inherit_epochs, inherit_path
+        self.space = net.space
+        self.constrained = False
+        self.fixed = False
+        self._costs = None
+        self.pieces = PathPieces(net)           # traced once, reused by every validation
+        fixed = [self._trainable(net.stem), self._trainable(net.head)]
+        self._fixed = [p for ps in fixed for p in ps]
+        self._candidates = [[self._trainable(b) for b in row] for row in net.candidates]
+
+    @staticmethod
+    def _trainable(block):
+        return [p for p in block.collect_params().values() if p.grad_req != "null"]
+
+    def start_epoch(self, epoch):
+        self.constrained = self.sampler.start_epoch(self.plan[epoch])
+        self.fixed = epoch < self.inherit_epochs
+        self.drawn = []
+        if self.inherit_epochs and epoch == self.inherit_epochs:   # also right after a resume
+            inherit_from_path(self.net, self.inherit_path)
+        stage = {"scales": allowed_scales(self.space, self.plan[epoch]), "constrained": self.constrained}
+        if self.fixed:
+            stage = {"path": str(self.inherit_path), "scales": sorted(set(self.inherit_path.scales)),
+                     "constrained": False}
+        return stage
+
+    def draw(self, rng):
+        arch = self.inherit_path if self.fixed else self.sampler(rng)
+        self.drawn.append(arch)
+        return arch
+
+    def paths_record(self, epoch):
+        """What the epoch trained: MACs and params of every drawn path, and how often each block
+        and channel id was drawn at each position (paths.jsonl; the report plots it)."""
+        if not self.drawn:
+            return None
+        if self._costs is None:
+            self._costs = self.sampler.limits.costs if self.sampler.limits else CostModel(self.space)
+        costs = self._costs
+        blocks = np.array([a.blocks for a in self.drawn])
+        channels = np.array([a.channels for a in self.drawn])
+        values = costs.values_many(np.array([a.genes for a in self.drawn]))
+
+        def histogram(ids, n):
+            return [np.bincount(column, minlength=n).tolist() for column in ids.T]
+        return {"epoch": epoch, "macs": values[:, costs.index("macs")].astype(np.int64).tolist(),
+                "params": values[:, costs.index("params")].astype(np.int64).tolist(),
+                "block_counts": histogram(blocks, self.space.num_blocks),
+                "channel_counts": histogram(channels, self.space.num_scales)}
+
+    def forward(self, x, arch):
+        return self.net(x, arch)
+
+    def touched(self, arch):
+        """The trainable parameters a step on `arch` gives gradients to."""
+        return self._fixed + [p for row, b in zip(self._candidates, arch.blocks) for p in row[b]]
+
+    def validate(self, epoch, val_batches, contexts, workers, max_images, batch_size):
+        paths = fixed_paths(self.sampler, self.val_paths, self.seed, self.plan[epoch])
+        score = partial(evaluate, self.net, val_batches, workers, calibration=self.calibration,
+                        contexts=contexts, pieces=self.pieces, max_images=max_images, batch_size=batch_size)
+        results = [score(arch=a) for a in paths]
+        record = summarise(results) if results else {}
+        record["val_images"] = results[0]["images"] if results else 0
+        record["val_paths"] = {str(a): round(r["top1"], 4) for a, r in zip(paths, results)}
+        if self.reference is not None:
+            ref = score(arch=self.reference)
+            record.update(ref_top1=ref["top1"], ref_top5=ref["top5"])
+        return record
+
+    def describe(self):
+        return {"kind": self.kind, "space": self.space.to_dict(), "plan": [list(ids) for ids in self.plan],
+                "inherit": [self.inherit_epochs, str(self.inherit_path) if self.inherit_epochs else None],
+                "budget": self.sampler.limits.to_dict() if self.sampler.limits else {},
+                "sampler": self.sampler.kind}
+
+    def state_dict(self):
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state):
+        self.sampler.load_state_dict(state)
+
+
+class SubnetTask:
+    """A fixed architecture (a SubNet, hybridized by the caller): every step trains all of it."""
+    kind = "subnet"
+
+    def __init__(self, net):
+        self.net = net
+        self._trainable = [p for p in ordered_params(net) if p.grad_req != "null"]
+        self.pieces = PathPieces(net)
+
+    def start_epoch(self, epoch):
+        return {}
+
+    def draw(self, rng):
+        return None
+
+    def paths_record(self, epoch):
+        return None
+
+    def forward(self, x, arch=None):
+        return self.net(x)
+
+    def touched(self, arch=None):
+        return self._trainable
+
+    def validate(self, epoch, val_batches, contexts, workers, max_images, batch_size):
+        res = evaluate(self.net, val_batches, workers, contexts=contexts, pieces=self.pieces,
+                       max_images=max_images, batch_size=batch_size)
+        return {"val_top1": res["top1"], "val_top5": res["top5"], "val_images": res["images"]}
+
+    def describe(self):
+        return {"kind": self.kind, "arch": str(self.net.arch)}
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
