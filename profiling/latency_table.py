@@ -64,21 +64,6 @@ def load_space(value):
                         f"({type(err).__name__}: {err})") from None
 
 
-def contexts(gpus):
-    import mxnet as mx
-    if not gpus:
-        return [mx.cpu()]
-    try:
-        ids = [int(g) for g in gpus.split(",") if g.strip()]
-    except ValueError:
-        raise UserError(f"--gpus takes GPU ids like 0 or 0,1, got {gpus!r}") from None
-    available = mx.context.num_gpus()
-    missing = [i for i in ids if i >= available]
-    if missing:
-        raise UserError(f"--gpus {gpus}: this machine has {available} GPU(s) visible to MXNet")
-    return [mx.gpu(i) for i in ids]
-
-
 def main(argv=None):
     args = parse_args(argv)
     setup_logging()
@@ -88,7 +73,8 @@ def main(argv=None):
     from oneshot_nas.sample.samplers import UniformSampler
     from oneshot_nas.space import Architecture
     space = load_space(args.space)
-    ctxs = contexts(args.gpus)
+    from oneshot_nas.runs.workers import contexts_from
+    ctxs = contexts_from(args.gpus)
     if args.out and len(ctxs) > 1:
         raise UserError("--out names one file; with several --gpus, leave it out (one table each)")
     results = []
