@@ -45,8 +45,7 @@ def test_bn_scores_read_the_path_gammas(supernet, rng):
     arch = random_arch(supernet.space, rng)
     expected = []
     for p, (b, mid) in enumerate(zip(arch.blocks, arch.mids)):
-        block = supernet.candidates[p][b]
-        block.set_mid(mid)
+        block = supernet.candidates[p][b].width_view(mid)
         expected.append(np.mean([np.abs(u.bn.gamma.data().asnumpy()[:u.bn.active]).mean()
                                  for u in block.main if u.bn is not None]))
     assert scores.score(arch) == pytest.approx(np.mean(expected))

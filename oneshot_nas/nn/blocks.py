@@ -1,31 +1,41 @@
 """ShuffleNetV2 (SNB-k) and Xception (SXB-k) choice blocks, the stem and the head, from recipes.
 
-The same classes serve the supernet (built at the widest `mid`, narrowed per step with `set_mid`)
-and the fixed subnet (built at its own `mid`, never narrowed, hybridizable).
+The same classes serve the supernet and the fixed subnet. A ChoiceBlock computes at one main-branch
+width `mid` with parameters for `max_mid`: the subnet builds each block at its own width
+(mid == max_mid); the supernet owns each candidate at its widest and runs it through one block per
+width that shares those parameters (`width_view`), each a fixed graph it can hybridize.
 """
+from types import SimpleNamespace
+
 from mxnet.gluon import HybridBlock, nn
 
 from .. import recipe
 from .layers import ConvUnit, SqueezeExcite, channel_shuffle, concat_channels
 
 
-def conv_unit(spec, momentum=0.9, fold_bn=False):
-    """A ConvUnit for `spec`; with `fold_bn`, its BN-free twin (see recipe.fold_bn)."""
-    return ConvUnit(recipe.fold_bn(spec) if fold_bn else spec, momentum)
+def conv_unit(spec, momentum=0.9, fold_bn=False, active=None):
+    """A ConvUnit for `spec` (computing at the widths of `active`, a narrower spec); with
+    `fold_bn`, its BN-free twin (see recipe.fold_bn)."""
+    if fold_bn:
+        return ConvUnit(recipe.fold_bn(spec), momentum, active and recipe.fold_bn(active))
+    return ConvUnit(spec, momentum, active)
 
 
 class ChoiceBlock(HybridBlock):
-    """One candidate block at one position, for main-branch widths up to `max_mid`.
+    """One candidate block at one position, computing at main-branch width `mid` with parameters
+    for widths up to `max_mid` (default `mid`).
 
     Stride 1 (C_in == C_out == C): shuffle channels, pass the first C/2 through, run the main branch
     on the other C/2, concatenate. Stride 2: a projection branch and the main branch both see the whole
     input; output = concat(projection, main). `fold_bn` builds it without BatchNorm (merged-BN export).
     """
 
-    def __init__(self, choice, position, max_mid, momentum=0.9, fold_bn=False, **kwargs):
+    def __init__(self, choice, position, mid, momentum=0.9, fold_bn=False, max_mid=None, **kwargs):
         super().__init__(**kwargs)
         self.choice, self.position = choice, position
-        self.max_mid = self.mid = max_mid
+        self.mid, self.max_mid = mid, max_mid or mid
+        self.momentum, self.fold_bn = momentum, fold_bn
+        self._views = SimpleNamespace(by_mid={})    # (not a dict attribute: Gluon would warn)
         with self.name_scope():
             self.proj = nn.HybridSequential(prefix="proj_")
             with self.proj.name_scope():
@@ -33,17 +43,29 @@ class ChoiceBlock(HybridBlock):
                     self.proj.add(conv_unit(spec, momentum, fold_bn))
             self.main = nn.HybridSequential(prefix="main_")
             with self.main.name_scope():
-                for spec in recipe.main_branch(choice, position, max_mid):
-                    self.main.add(conv_unit(spec, momentum, fold_bn))
+                for spec, active in zip(recipe.main_branch(choice, position, self.max_mid),
+                                        recipe.main_branch(choice, position, mid)):
+                    self.main.add(conv_unit(spec, momentum, fold_bn, active))
             self.se = (SqueezeExcite(recipe.se_layers(position.main_out), prefix="se_")
                        if position.se else None)
 
-    def set_mid(self, mid):
-        """Run the main branch at width `mid` (<= max_mid) from now on."""
-        if mid != self.mid:
-            for unit, spec in zip(self.main, recipe.main_branch(self.choice, self.position, mid)):
-                unit.set_width(spec.c_in, spec.c_out)
-            self.mid = mid
+    def width_view(self, mid, **hybridize):
+        """A block computing at width `mid` on this block's own parameters (made once per width,
+        hybridized with `hybridize` if given); this block itself at its own width."""
+        if mid == self.mid:
+            return self
+        if mid not in self._views.by_mid:
+            shared = self.collect_params()
+            view = ChoiceBlock(self.choice, self.position, mid, self.momentum, self.fold_bn, self.max_mid,
+                               prefix=self.prefix, params=shared)
+            own = [p for name, p in view.collect_params().items() if name not in shared]
+            contexts = next(iter(shared.values())).list_ctx()
+            for param in own:       # the narrowed BatchNorms' own running statistics (never saved)
+                param.initialize(ctx=contexts)
+            if hybridize:
+                view.hybridize(**hybridize)
+            self._views.by_mid[mid] = view      # (not a child: the shared parameters count once)
+        return self._views.by_mid[mid]
 
     def hybrid_forward(self, F, x):
         if self.position.stride == 1:

@@ -1,9 +1,10 @@
-"""Elastic layers: a convolution and a BatchNorm that can run on a prefix of their channels.
+"""Elastic layers: a convolution and a BatchNorm that run on a prefix of the channels they own.
 
-A layer owns parameters at its widest and runs at `active` width by slicing the first channels of
-the shared weights (no masks: a masked conv still pays for the full width, and zeros before BN leak
-BN's offset). At full width nothing is sliced, so the same layers make a plain hybridizable network.
-Slicing is only allowed imperatively: a hybridized graph would freeze whatever width it saw first.
+A layer owns parameters at its widest and computes at a fixed `active` width by slicing the first
+channels of the shared weights (no masks: a masked conv still pays for the full width, and zeros
+before BN leak BN's offset). The width is fixed per layer instance, so slicing is part of the
+layer's graph and it hybridizes; a supernet runs one instance per width over the same parameters
+(nn/blocks.py). At full width nothing is sliced: the same layers make a plain network.
 """
 import mxnet as mx
 from mxnet.gluon import HybridBlock
@@ -42,47 +43,34 @@ def concat_channels(F, a, b):
     return F.reshape(out, shape=(0, 0, 0, -1))
 
 
-def _prefix(F, array, axis, size, view=False):
-    """The first `size` entries of `array` along `axis`; with `view`, a shared-memory view (axis 0).
-
-    Views let BatchNorm's in-place statistics updates reach the full parameter. Convolution weights
-    are copied instead: oneDNN keeps weights in its own layout and refuses views of them.
-    """
-    if F is not mx.nd:
-        raise RuntimeError("a layer running below its full width cannot be hybridized: the graph "
-                           "would keep the first width it saw. Run the supernet imperatively.")
-    if view:
-        return array[:size]
-    return F.slice_axis(array, axis=axis, begin=0, end=size)
-
-
 class ElasticConv2D(HybridBlock):
-    """A bias-free (or biased) conv whose input/output channels can be narrowed to a prefix."""
+    """A bias-free (or biased) conv that owns weights for `spec` and computes on a prefix of its
+    channels: `active` = (c_in, c_out) <= (spec.c_in, spec.c_out), fixed for this block, so the
+    slicing is part of its graph and it hybridizes. Weights are cut with slice_axis (a copy:
+    oneDNN keeps weights in its own layout and refuses views of them); the gradient of the cut
+    lands in the leading channels and is exactly zero beyond them."""
 
-    def __init__(self, spec, **kwargs):
+    def __init__(self, spec, active=None, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
-        self.active_in, self.active_out = spec.c_in, spec.c_out
+        self.active_in, self.active_out = active or (spec.c_in, spec.c_out)
+        if spec.depthwise and self.active_in != self.active_out:
+            raise ValueError(f"a depthwise conv keeps its width, got {active}")
+        if not (0 < self.active_in <= spec.c_in and 0 < self.active_out <= spec.c_out):
+            raise ValueError(f"width {active} exceeds the layer's {spec.c_in}->{spec.c_out}")
         in_per_group = 1 if spec.depthwise else spec.c_in
         with self.name_scope():
             self.weight = self.params.get("weight", shape=(spec.c_out, in_per_group, spec.kernel, spec.kernel))
             self.bias = (self.params.get("bias", shape=(spec.c_out,), init="zeros")
                          if spec.bias else None)
 
-    def set_width(self, c_in, c_out):
-        if self.spec.depthwise and c_in != c_out:
-            raise ValueError(f"a depthwise conv keeps its width, got {c_in} -> {c_out}")
-        if not (0 < c_in <= self.spec.c_in and 0 < c_out <= self.spec.c_out):
-            raise ValueError(f"width {c_in}->{c_out} exceeds the layer's {self.spec.c_in}->{self.spec.c_out}")
-        self.active_in, self.active_out = c_in, c_out
-
     def hybrid_forward(self, F, x, weight, bias=None):
         spec, c_in, c_out = self.spec, self.active_in, self.active_out
         if c_out != spec.c_out:
-            weight = _prefix(F, weight, 0, c_out)
-            bias = None if bias is None else _prefix(F, bias, 0, c_out)
+            weight = F.slice_axis(weight, axis=0, begin=0, end=c_out)
+            bias = None if bias is None else F.slice_axis(bias, axis=0, begin=0, end=c_out)
         if c_in != spec.c_in and not spec.depthwise:
-            weight = _prefix(F, weight, 1, c_in)
+            weight = F.slice_axis(weight, axis=1, begin=0, end=c_in)
         conv = dict(kernel=(spec.kernel,) * 2, stride=(spec.stride,) * 2, pad=(spec.kernel // 2,) * 2,
                     num_filter=c_out, num_group=c_out if spec.depthwise else 1)
         if bias is None:
@@ -91,47 +79,49 @@ class ElasticConv2D(HybridBlock):
 
 
 class ElasticBatchNorm(HybridBlock):
-    """BatchNorm whose gamma/beta/statistics are sliced to the active channel prefix.
+    """BatchNorm that owns `channels` of gamma and beta and normalises the first `active`.
 
-    MXNet's `momentum` weights the OLD running value (0.9 keeps 90% of it). On CPU the running
-    statistics move during backward(), and slices on axis 0 are views, so narrowed layers update the
-    shared statistics in place. (Recalibrated statistics of a path come from nn/pathgraph.py.)
+    MXNet's `momentum` weights the OLD running value (0.9 keeps 90% of it). Below full width, gamma
+    and beta are cut from the shared ones, but a graph can only update running statistics that are
+    its own variables, so a narrowed layer keeps running statistics of its own width
+    (`running_mean_a<width>`, not saved): a supernet's running statistics are never used, because
+    every path is recalibrated before it is scored (nn/pathgraph.py), as SPOS prescribes. At full
+    width (a SubNet, or a supernet candidate at its widest) it is a plain BatchNorm.
     """
 
-    def __init__(self, channels, momentum=0.9, epsilon=1e-5, **kwargs):
+    def __init__(self, channels, momentum=0.9, epsilon=1e-5, active=None, **kwargs):
         super().__init__(**kwargs)
-        self.channels, self.active = channels, channels
+        self.channels, self.active = channels, active or channels
+        if not 0 < self.active <= channels:
+            raise ValueError(f"width {self.active} exceeds the layer's {channels} channels")
         self.momentum, self.epsilon = momentum, epsilon
+        own = "" if self.active == channels else f"_a{self.active}"
         with self.name_scope():
             self.gamma = self.params.get("gamma", shape=(channels,), init="ones")
             self.beta = self.params.get("beta", shape=(channels,), init="zeros")
-            self.running_mean = self.params.get("running_mean", shape=(channels,), init="zeros",
+            self.running_mean = self.params.get(f"running_mean{own}", shape=(self.active,), init="zeros",
                                                 grad_req="null", differentiable=False)
-            self.running_var = self.params.get("running_var", shape=(channels,), init="ones",
+            self.running_var = self.params.get(f"running_var{own}", shape=(self.active,), init="ones",
                                                grad_req="null", differentiable=False)
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
         if self.active != self.channels:
-            gamma, beta, running_mean, running_var = (
-                _prefix(F, a, 0, self.active, view=True) for a in (gamma, beta, running_mean, running_var))
+            gamma, beta = (F.slice_axis(a, axis=0, begin=0, end=self.active) for a in (gamma, beta))
         return F.BatchNorm(x, gamma, beta, running_mean, running_var, eps=self.epsilon,
                            momentum=self.momentum, fix_gamma=False)
 
 
 class ConvUnit(HybridBlock):
-    """Conv -> [BN] -> [activation], from a ConvSpec; elastic in its channels."""
+    """Conv -> [BN] -> [activation], from a ConvSpec (the parameters' widths); with `active`, the
+    spec of the widths it computes at (a narrower ConvSpec of the same layer)."""
 
-    def __init__(self, spec, momentum=0.9, **kwargs):
+    def __init__(self, spec, momentum=0.9, active=None, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
+        active = active or spec
         with self.name_scope():
-            self.conv = ElasticConv2D(spec)
-            self.bn = ElasticBatchNorm(spec.c_out, momentum) if spec.bn else None
-
-    def set_width(self, c_in, c_out):
-        self.conv.set_width(c_in, c_out)
-        if self.bn is not None:
-            self.bn.active = c_out
+            self.conv = ElasticConv2D(spec, (active.c_in, active.c_out))
+            self.bn = ElasticBatchNorm(spec.c_out, momentum, active=active.c_out) if spec.bn else None
 
     def hybrid_forward(self, F, x):
         x = self.conv(x)

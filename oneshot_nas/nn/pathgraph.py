@@ -64,10 +64,11 @@ class PathPieces:
         self.net, self._cache = net, {}
 
     def sources(self, arch):
-        """(arch, the net's blocks on the path): one per position, narrowed to the path's widths."""
+        """(arch, the net's blocks on the path, one per position): their parameters are cut to the
+        path's widths as they are copied."""
         net = self.net
         if isinstance(net, SuperNet):
-            return arch, net.path_blocks(arch)          # (also checks that arch is of this space)
+            return arch, net.path_candidates(arch)      # (also checks that arch is of this space)
         if arch is not None and arch != net.arch:
             raise UserError(f"this network is {net.arch}; it has no path {arch}")
         return net.arch, list(net.features)

@@ -37,7 +37,7 @@ def extract_subnet(supernet, arch, ctx=None):
     net.initialize(mx.init.Zero(), ctx=ctx)
     first = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
     pairs = [(supernet.stem, net.stem), (supernet.head, net.head)]
-    pairs += list(zip(supernet.path_blocks(arch), net.features))
+    pairs += list(zip(supernet.path_candidates(arch), net.features))
     for source, target in pairs:
         copy_prefix_weights(source, target, first)
     return net

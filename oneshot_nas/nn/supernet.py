@@ -1,9 +1,11 @@
 """The weight-sharing supernet: every candidate at its widest, and only the sampled path runs.
 
-A forward pass takes an `Architecture` and calls exactly one candidate per position, narrowed to the
-architecture's width by slicing the shared weights. Nothing else is computed, so unused candidates
-get no gradient at all. The supernet itself is never hybridized (its graph changes every step); only
-its fixed stem and head are.
+A forward pass takes an `Architecture` and calls exactly one candidate per position at the
+architecture's width: a block for that (candidate, width) that shares the candidate's parameters and
+slices them inside its own graph. Nothing else is computed, so unused candidates get no gradient at
+all. The supernet as a whole is never one graph (its path changes every step), but each of its parts
+is: `hybridize` makes the stem, the head and every (candidate, width) block a cached graph, so a step
+costs one graph call per position instead of a Python dispatch per operator.
 """
 from mxnet import gluon
 
@@ -30,18 +32,21 @@ class SuperNet(gluon.Block):
                 self.candidates.append(row)
             self.head = Head(space, momentum, prefix="head_")
         self.default_arch = Architecture.largest(space)
+        self._hybridize = None          # how the (candidate, width) blocks are hybridized, if at all
 
-    def path_blocks(self, arch):
-        """The candidate blocks `arch` runs, one per position, already narrowed to its widths."""
+    def path_candidates(self, arch):
+        """The candidates `arch` uses, one per position, at their widest (they own the parameters)."""
         arch = arch or self.default_arch
         if arch.space is not self.space and arch.space != self.space:
             raise ArchitectureError(f"architecture {arch} is of space {arch.space.name!r}, "
                                     f"but this supernet is {self.space.name!r}")
-        blocks = []
-        for row, b, mid in zip(self.candidates, arch.blocks, arch.mids):
-            row[b].set_mid(mid)
-            blocks.append(row[b])
-        return blocks
+        return [row[b] for row, b in zip(self.candidates, arch.blocks)]
+
+    def path_blocks(self, arch):
+        """The blocks `arch` runs, one per position, each at the path's width."""
+        arch = arch or self.default_arch
+        return [block.width_view(mid, **(self._hybridize or {}))
+                for block, mid in zip(self.path_candidates(arch), arch.mids)]
 
     def forward(self, x, arch=None):
         x = self.stem(x)
@@ -50,6 +55,14 @@ class SuperNet(gluon.Block):
         return self.head(x)
 
     def hybridize(self, active=True, **kwargs):
-        """Hybridize the fixed stem and head; the choice blocks stay imperative (their graph varies)."""
+        """Hybridize every part: the stem, the head and each (candidate, width) block (made as paths
+        first need them). The blocks never keep static memory (static_alloc/static_shape): hundreds
+        of (candidate, width) graphs each holding their own buffers would grow memory with every new
+        width, so they share MXNet's memory pool instead."""
         self.stem.hybridize(active, **kwargs)
         self.head.hybridize(active, **kwargs)
+        self._hybridize = {"active": active} if active else None
+        for row in self.candidates:
+            for block in row:
+                for view in [block] + list(block._views.by_mid.values()):
+                    view.hybridize(active)
