@@ -6,7 +6,6 @@ before BN leak BN's offset). The width is fixed per layer instance, so slicing i
 layer's graph and it hybridizes; a supernet runs one instance per width over the same parameters
 (nn/blocks.py). At full width nothing is sliced: the same layers make a plain network.
 """
-import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 HARD_SIGMOID = dict(alpha=1.0 / 6, beta=0.5)  # hard-sigmoid(x) = relu6(x + 3) / 6

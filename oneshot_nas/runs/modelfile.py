@@ -15,7 +15,7 @@ from ..errors import ArchitectureError, UserError
 from ..jsonfile import read_json
 from ..nn.subnet import SubNet
 from ..nn.supernet import SuperNet
-from ..space import Architecture, SearchSpace, get_space, save_architecture
+from ..space import Architecture, SearchSpace, get_space
 
 KINDS = ("supernet", "subnet")
 
