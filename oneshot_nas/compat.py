@@ -26,8 +26,7 @@ def import_gluoncv():
 
 
 def import_torch():
-    """torch, after gluoncv (if gluoncv is used at all, it must be imported first)."""
-    import_gluoncv()
+    """torch (no gluoncv, no MXNet)."""
     return require("torch", "torch==2.13.0")
 
 

@@ -60,6 +60,33 @@ def test_every_float_export_reproduces_the_network(tmp_path, space, merge_bn):
         assert np.abs(model(torch.from_numpy(x.asnumpy())).numpy() - net(x).asnumpy()).max() < 1e-4
 
 
+def test_pytorch_exports_load_where_mxnet_cannot_be_imported(tmp_path):
+    """The TorchScript file needs plain torch only; the state dict needs torch and this package,
+    but neither MXNet nor gluoncv. Both run in a process where importing mxnet fails."""
+    net, path = saved_subnet(tmp_path)
+    summary = export.main([str(path), "--to", "pytorch"])
+    assert summary["ok"] and summary["checks"]["pytorch"]["torchscript_max_abs_error"] < 1e-4
+    assert str(tmp_path / "net-torchscript.pt") in summary["files"]
+    x = inputs(net.arch.space, 3, seed=70)
+    np.save(tmp_path / "x.npy", x.asnumpy())
+    code = ("import sys; sys.modules['mxnet'] = None; sys.modules['gluoncv'] = None\n"
+            "import numpy as np, torch\n"
+            f"x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r}))\n"
+            f"scripted = torch.jit.load({str(tmp_path / 'net-torchscript.pt')!r})\n"
+            "from oneshot_nas.export import torch_model\n"
+            "from oneshot_nas.space import load_architecture\n"
+            f"model = torch_model.load({str(tmp_path / 'net.pt')!r}, load_architecture({str(path.with_suffix('.json'))!r}))\n"
+            "with torch.no_grad():\n"
+            f"    np.save({str(tmp_path / 'y.npy')!r}, np.stack([scripted(x).numpy(), model(x).numpy()]))\n"
+            "assert 'mxnet' not in {k for k, v in sys.modules.items() if v is not None}\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 0, result.stderr
+    scripted, model = np.load(tmp_path / "y.npy")
+    expected = net(x).asnumpy()
+    assert np.abs(scripted - expected).max() < 1e-4 and np.abs(model - expected).max() < 1e-4
+
+
 def test_onnx_graph_keeps_weights_out_of_its_inputs(tmp_path):
     import onnx
     _, path = saved_subnet(tmp_path)

@@ -145,3 +145,26 @@ def test_damaged_params_file_with_arch(tmp_path):
     (tmp_path / "w.params").write_bytes(b"junk")
     with pytest.raises(score.UserError, match="damaged"):
         score.main([str(tmp_path / "w.params"), "--arch", str(path)])
+
+
+def test_onnx_files_architecture_strings_and_model_zoo_names_are_profiled(tmp_path):
+    """An ONNX graph is counted node by node with the same rules: our exported network's ONNX
+    file gives exactly the analytic counts of its architecture, as its string does."""
+    from oneshot_nas.export import __main__ as export
+    from tests.test_export import saved_subnet
+    net, path = saved_subnet(tmp_path)
+    export.main([str(path), "--to", "onnx"])
+    expected = Counts.of(count_ops(net.arch))
+    for target, kind in ((tmp_path / "net.onnx", "onnx"), (str(net.arch), "architecture")):
+        report = _json([str(target)], tmp_path)
+        assert report["kind"] == kind and report["unsupported"] == {}
+        assert {k: report["totals"][k] for k in ("params", "mults", "adds", "macs")} == \
+            {k: getattr(expected, k) for k in ("params", "mults", "adds", "macs")}
+    zoo = _json(["mobilenetv2_1.0"], tmp_path)      # gluoncv's, never downloaded: 3.5M params, 300M MACs
+    assert zoo["kind"] == "gluoncv" and 3.4e6 < zoo["totals"]["paper_params"] < 3.6e6
+    assert 2.9e8 < zoo["totals"]["macs"] < 3.2e8
+    with pytest.raises(score.UserError, match="not a gluoncv model-zoo name"):
+        score.main(["mobilenet_v9"])
+    with pytest.raises(score.UserError, match="not a loadable ONNX model"):
+        (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+        score.main([str(tmp_path / "bad.onnx")])

@@ -222,22 +222,22 @@ def _fusions(graph):
 # ----- one node -> ops ----------------------------------------------------------------------------
 def _conv(graph, nid, name, folded):
     attrs = _attrs(graph.nodes[nid])
-    c_in = graph.input_shape(nid)[1]
-    _, c_out, *out_sp = graph.out_shape(nid)
-    kernel = _tuple(attrs["kernel"])
-    groups = int(attrs.get("num_group", 1))
-    bias = not _true(attrs.get("no_bias", "False"))
-    in_shape = _chw(graph.input_shape(nid))
+    return conv_from_shapes(name, graph.input_shape(nid), graph.out_shape(nid), _tuple(attrs["kernel"]),
+                            int(attrs.get("num_group", 1)), not _true(attrs.get("no_bias", "False")), folded)
+
+
+def conv_from_shapes(name, in_shape, out_shape, kernel, groups, bias, folded):
+    """The Op of a convolution of any graph from its input and output shapes (N, C, ...)."""
+    c_in, (_, c_out, *out_sp) = in_shape[1], out_shape
     if len(kernel) == 2 and kernel[0] == kernel[1]:
         # conv_op derives its output size from 'same' padding; foreign graphs pad as they like,
         # so hand it the inferred output size at stride 1 and restore the real input shape
-        op = conv_op(name, c_in, c_out, kernel[0], 1, groups, tuple(out_sp), bias=bias,
-                     folded_bn=folded)
-        return replace(op, in_shape=in_shape)
+        op = conv_op(name, c_in, c_out, kernel[0], 1, groups, tuple(out_sp), bias=bias, folded_bn=folded)
+        return replace(op, in_shape=_chw(in_shape))
     # non-square or 1-D/3-D kernels: the same rule with the kernel's taps folded into the fan-in
     op = conv_op(name, c_in * math.prod(kernel), c_out, 1, 1, groups, (math.prod(out_sp), 1),
                  bias=bias, folded_bn=folded)
-    return replace(op, in_shape=in_shape, kernel=kernel, c_in=c_in)
+    return replace(op, in_shape=_chw(in_shape), kernel=tuple(kernel), c_in=c_in)
 
 
 def _pool(graph, nid, name):

@@ -8,6 +8,7 @@ next to the model or in --out-dir, with EXPORT = NAME, or NAME-mergedbn with --m
     EXPORT-symbol.json, EXPORT-0000.params   symbol + params (re-imported with SymbolBlock.imports)
     EXPORT.onnx                              ONNX (dynamic batch), run with onnxruntime
     EXPORT.pt                                PyTorch state dict for oneshot_nas.export.torch_model.TorchSubNet
+    EXPORT-torchscript.pt                    TorchScript (traced): torch.jit.load(path), nothing else needed
     EXPORT-int8-symbol.json, -0000.params    oneDNN int8 model calibrated on training batches
     EXPORT-export.json / .md                 what was written and what each check measured
 Each float export must reproduce the original network's outputs (max |difference| <= 1e-4, relative
@@ -163,15 +164,23 @@ def _tidy_onnx(path, num_classes):
 
 
 def export_pytorch(net, path, x, expected):
-    """A state dict for torch_model.TorchSubNet, checked by running the PyTorch module."""
+    """A state dict for torch_model.TorchSubNet (PATH) and a self-contained TorchScript file that
+    plain torch loads (PATH with -torchscript before .pt), each checked by running it."""
     torch = import_torch()
     from . import torch_model
     model = torch_model.from_mxnet(net)
     torch.save(model.state_dict(), str(path))
     model = torch_model.load(path, net.arch, fold_bn=net.fold_bn)
+    inputs = torch.from_numpy(x.asnumpy())
+    scripted = Path(path).with_name(Path(path).stem + "-torchscript.pt")
+    torch_model.trace(model, inputs[:1]).save(str(scripted))     # traced on one image: any batch runs
     with torch.no_grad():
-        got = model(torch.from_numpy(x.asnumpy())).numpy()
-    return [Path(path)], compare("pytorch", got, expected)
+        got = model(inputs).numpy()
+        got_scripted = torch.jit.load(str(scripted))(inputs).numpy()
+    checks = compare("pytorch", got, expected)
+    traced = compare("torchscript", got_scripted, expected)
+    checks.update(torchscript_max_abs_error=traced["max_abs_error"], ok=checks["ok"] and traced["ok"])
+    return [Path(path), scripted], checks
 
 
 def export_int8(symbol_file, params_file, prefix, dataset, input_size, calib_batches, batch_size,

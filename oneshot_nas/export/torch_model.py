@@ -1,5 +1,8 @@
 """The searched network as a PyTorch `nn.Module`, and its weights converted from MXNet.
 
+Importing this module needs torch only (no MXNet, no gluoncv), so a state dict exported here loads
+on a machine without them; `trace` makes a self-contained TorchScript file that plain torch loads.
+
 The module is built from the same recipes and search-space positions as the MXNet `SubNet`
 (recipe.py, space.py), with the same semantics: channel shuffle = interleave the two channel halves,
 then split into halves; stride 2 = concat(projection, main); SE = global pool, 1x1+bias, ReLU,
@@ -61,9 +64,9 @@ class SqueezeExcite(nn.Module):
 
 
 def channel_shuffle(x):
-    """(N, C, H, W) -> (N, 2, C/2, H, W) -> swap 1,2 -> (N, C, H, W), as layers.channel_shuffle."""
-    n, c, h, w = x.shape
-    return x.reshape(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+    """(N, C, H, W) -> (N, 2, C/2, H, W) -> swap 1,2 -> (N, C, H, W), as layers.channel_shuffle.
+    Written without reading sizes, so a traced (TorchScript) model keeps a dynamic batch."""
+    return x.unflatten(1, (2, -1)).transpose(1, 2).flatten(1, 2)
 
 
 class ChoiceBlock(nn.Module):
@@ -192,3 +195,10 @@ def load(state_dict_path, arch, fold_bn=False):
         raise UserError(f"{state_dict_path} does not fit architecture {arch}"
                         f"{' (merged BN)' if fold_bn else ''}: {str(err).splitlines()[0]}") from None
     return model.eval()
+
+
+def trace(model, example):
+    """A TorchScript module of `model` (eval mode) traced on `example`: it carries the architecture
+    and the weights, so `torch.jit.load` runs it without this package; the batch stays dynamic."""
+    with torch.no_grad():
+        return torch.jit.trace(model.eval(), example, check_trace=False)
