@@ -5,14 +5,13 @@ exact resume as the supernet. It is saved as NAME.params with its architecture J
 record holds the final validation top-1/top-5), so `python profiling/score.py NAME.params` and the
 exporters read it directly. See docs/training.md.
 """
-import argparse
 import logging
 from pathlib import Path
 
 import mxnet as mx
 
 from oneshot_nas import cli
-from oneshot_nas.cli.flags import add_training_flags, dataset_from, devices_from, settings_from
+from oneshot_nas.cli.flags import add_training_flags, dataset_from, devices_from, gpus_from, settings_from
 from oneshot_nas.errors import UserError
 from oneshot_nas.nn.subnet import SubNet, extract_subnet
 from oneshot_nas.runs.modelfile import load_model, save_model
@@ -29,7 +28,7 @@ log = logging.getLogger("train_subnet")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("arch", help="architecture: a JSON file (models/NAME.json, or one written by the "
                                      "search) or an architecture string")
     parser.add_argument("--inherit-from", metavar="SUPERNET.params",
@@ -61,6 +60,7 @@ def main(argv=None):
     if output.suffix != ".params":
         raise UserError(f"--output {output}: the model file must end in .params (its JSON goes beside it)")
     settings = settings_from(args)
+    args.gpus = gpus_from(args)
     workers = Workers(args.kv_store, device_count(args.gpus))
 
     def prepare():

@@ -5,12 +5,11 @@ With no data flags: the `tiny` space on the embedded digits, a few minutes on a 
 `python -m oneshot_nas.launch -n N -s S --launcher ssh -H hosts ... --kv-store dist_sync`.
 See docs/training.md.
 """
-import argparse
 import logging
 
 from oneshot_nas import cli
 from oneshot_nas.cli.flags import (add_budget_flags, add_training_flags, budget_from, cost_model, dataset_from,
-                                   devices_from, settings_from)
+                                   devices_from, gpus_from, settings_from)
 from oneshot_nas.cost.limits import Limits
 from oneshot_nas.data.slices import calibration_slice
 from oneshot_nas.errors import UserError
@@ -30,7 +29,7 @@ log = logging.getLogger("train_supernet")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     sup = parser.add_argument_group("supernet")
     sup.add_argument("--space", default="tiny", help=f"search space: {', '.join(PRESETS)}")
     sup.add_argument("--epoch-start-cs", type=int, default=0,
@@ -63,6 +62,7 @@ def main(argv=None):
         raise UserError(f"--inherit-epochs {args.inherit_epochs} must be within 0..--num-epochs - 1")
     if args.calib_images < 1:
         raise UserError("--calib-images must be at least 1: paths are validated after BN recalibration")
+    args.gpus = gpus_from(args)
     workers = Workers(args.kv_store, device_count(args.gpus))
 
     def prepare():

@@ -11,24 +11,22 @@ saved as JSON (format oneshot-nas-latency-v1) to --out, by default
 --latency-table. --report N times N random architectures end to end with the same protocol and
 prints the prediction error (mean and max absolute %), measuring the table first if needed.
 """
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from anywhere without install
 
-from oneshot_nas.cli import run, setup_logging  # noqa: E402
+from oneshot_nas.cli import ArgumentParser, run, setup_logging  # noqa: E402
 from oneshot_nas.errors import UserError  # noqa: E402
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python profiling/latency_table.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python profiling/latency_table.py", description=__doc__)
     parser.add_argument("--space", default="oneshot+",
                         help="a preset (oneshot, oneshot+, tiny) or a JSON file with a "
                              "'space_config' (an architecture or model .json)")
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=1, help="images per timed forward pass")
     parser.add_argument("--gpus", default="", help="GPU ids, e.g. 0 or 0,1 (one table per GPU); "
                                                    "default: the CPU")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per part (median)")
@@ -41,7 +39,7 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0, help="seed of the report's architectures")
     parser.add_argument("--calibration-archs", type=int, default=5,
                         help="networks timed end to end to scale the table (0: raw sums of parts)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0 or args.report < 0:
         raise UserError("--batch-size and --repeats must be >= 1, --warmup and --report >= 0")

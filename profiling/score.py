@@ -13,7 +13,6 @@ Our networks and MXNet symbols are profiled by walking their MXNet graph with in
 Units: params (BN folded into the conv before it), mults, adds and FLOPs = mults + adds as the
 MicroNet challenge counts them; MACs and paper params as the SPOS/ShuffleNet papers count them.
 """
-import argparse
 import json
 import re
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from anywhere without install
 
-from oneshot_nas.cli import run, setup_logging  # noqa: E402
+from oneshot_nas.cli import ArgumentParser, run, setup_logging  # noqa: E402
 from oneshot_nas.cost.profile_report import build_report, render  # noqa: E402
 from oneshot_nas.errors import UserError  # noqa: E402
 from oneshot_nas.space import load_architecture  # noqa: E402
@@ -106,14 +105,14 @@ def _model_arch(path, arch_path):
 
 # ----- entry point -------------------------------------------------------------------------------
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python profiling/score.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python profiling/score.py", description=__doc__)
     parser.add_argument("target", help="models/NAME.json, NAME.params or NAME-symbol.json")
     parser.add_argument("--arch", help="architecture JSON for a NAME.params without NAME.json "
                                        "beside it (or the path to profile in a supernet)")
     parser.add_argument("--input-size", type=int, help="input height = width (default: the "
                         "space's input size; 224 for exported symbols)")
-    parser.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    parser.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown",
+                        help="how the profile is written")
     parser.add_argument("--per-op", action="store_true", help="every op instead of block summaries")
     parser.add_argument("--bits", type=int, nargs="+", default=[32, 16, 8],
                         help="precisions to score at (default: 32 16 8)")

@@ -102,3 +102,42 @@ def test_resume_without_a_checkpoint_says_so(small, tmp_path):
     with pytest.raises(UserError, match="has no checkpoint yet"):
         fit(make_task("subnet", small), small, SETTINGS, [mx.cpu()], Workers("device"),
             save_dir=tmp_path, resume=True, progress=False)
+
+
+def test_records_hold_every_epoch_once_after_a_kill_between_records_and_checkpoint(small, tmp_path):
+    """The records of an epoch are written before its checkpoint. A kill in between leaves lines of
+    an epoch the checkpoint lacks; the resume drops them and trains that epoch again, so
+    metrics.jsonl and the log end with each epoch exactly once."""
+    import logging
+    import shutil
+    from oneshot_nas.runs.rundir import open_run
+    path = tmp_path / "run"
+    run = open_run(path, {}, log_name="train.log")
+    fit(make_task("subnet", small), small, SETTINGS, [mx.cpu()], Workers("device"), run=run,
+        save_dir=path, stop_after=0, progress=False)
+    shutil.copytree(path / "checkpoint", tmp_path / "after-epoch-0")
+    run = open_run(path, {}, resume=True, log_name="train.log")
+    fit(make_task("subnet", small), small, SETTINGS, [mx.cpu()], Workers("device"), run=run,
+        save_dir=path, resume=True, progress=False)
+    # as if killed after epoch 1's records, before its checkpoint
+    shutil.rmtree(path / "checkpoint")
+    shutil.copytree(tmp_path / "after-epoch-0", path / "checkpoint")
+    run = open_run(path, {}, resume=True, log_name="train.log")
+    history = fit(make_task("subnet", small), small, SETTINGS, [mx.cpu()], Workers("device"), run=run,
+                  save_dir=path, resume=True, progress=False)
+    logging.getLogger().handlers[-1].flush()
+    assert [r["epoch"] for r in run.read()] == [0, 1] and len(history) == 2
+    log = (path / "train.log").read_text()
+    assert log.count(" epoch 0: ") == 1 and log.count(" epoch 1: ") == 1
+    assert log.count("resuming after epoch 0") == 2
+
+
+def test_a_loss_that_is_not_finite_stops_the_run_and_keeps_the_last_good_checkpoint(small, tmp_path):
+    exploding = Settings(**{**SETTINGS.__dict__, "lr_mode": "step", "lr_decay_epochs": (1,), "lr_decay": 1e12})
+    run = RunDir.create(tmp_path / "r", {})
+    with pytest.raises(UserError, match=r"the training loss became (nan|inf) in epoch 1 .*last checkpoint"):
+        fit(make_task("subnet", small), small, exploding, [mx.cpu()], Workers("device"), run=run,
+            save_dir=run.path, progress=False)
+    assert [r["epoch"] for r in run.read()] == [0]
+    import json
+    assert json.loads((run.path / "checkpoint" / "state.json").read_text())["epoch"] == 0

@@ -49,6 +49,17 @@ def tiny_arch(tmp_path_factory):
     (["--lr-mode", "step"], "--lr-mode step needs --lr-decay-epoch"),
     (["--reference-arch", "nowhere.json"], "architecture file nowhere.json does not exist"),
     (["--resume"], "holds no run (args.json is missing)"),
+    # numbers that are not numbers, and the flags of gluoncv's and the OneShot+ scripts
+    (["--lr", "nan"], "argument --lr: 'nan' is not a finite number"),
+    (["--momentum", "inf"], "argument --momentum: 'inf' is not a finite number"),
+    (["--max-macs", "nan"], "is not a finite number"),
+    (["-j", "-1"], "decode threads must be at least 1, got -1 (--num-data-workers)"),
+    (["--num-gpus", "2"], "this MXNet build has no GPU support"),
+    (["--num-gpus", "1", "--gpus", "0"], "--gpus and --num-gpus both name GPUs"),
+    (["--resume-epoch", "3"], "pass --resume with the run's --save-dir"),
+    (["--resume-params", "x.params"], "pass --resume with the run's --save-dir"),
+    (["--mode", "imperative"], "invalid choice: 'imperative'"),
+    (["--nonsense"], "unrecognized arguments: --nonsense"),
 ])
 def test_supernet_bad_input_fails_before_anything_is_written(flags, message, tmp_path, capsys):
     fails(train_supernet.main, flags + ["--save-dir", str(tmp_path / "run")], capsys, message)
@@ -73,11 +84,16 @@ def test_supernet_run_leaves_its_record_and_is_not_overwritten(small, tmp_path, 
     save = tmp_path / "supernet-run"
     argv = rec_flags(small) + ["--num-epochs", "1", "--batch-size", "32", "--val-paths", "2",
                                "--calib-images", "64", "--reference-arch", str(tiny_arch), "-j", "1",
-                               "--save-dir", str(save), "--no-progress"]
+                               "--save-dir", str(save), "--no-progress", "--label-smoothing",
+                               "--save-frequency", "1", "--log-interval", "2", "--mode", "hybrid"]
     history = train_supernet.main(argv)
     assert [r["epoch"] for r in history] == [0]
     args = json.loads((save / "args.json").read_text())
-    assert args["batch_size"] == 32 and args["val_paths"] == 2
+    assert args["batch_size"] == 32 and args["val_paths"] == 2 and args["label_smoothing"] == 0.1
+    assert load_model(save / "epoch-0000.params")[1]["record"]["epoch"] == 0      # --save-frequency 1
+    log = (save / "train.log").read_text()
+    assert "epoch 0 step 2/" in log and "images/s" in log and "left in the epoch" in log
+    assert "ImageRecordIOParser2" not in capsys.readouterr().err
     rows = read_jsonl(save / "metrics.jsonl")
     assert len(rows) == 1
     for key in ("loss", "train_top1", "val_top1_mean", "val_top1_min", "val_top1_max", "val_top5_mean",

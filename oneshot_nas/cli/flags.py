@@ -12,6 +12,7 @@ import argparse
 
 from ..cost.limits import parse_number, parse_range
 from ..cost.model import BASELINES, METRICS
+from .. import cli
 from ..errors import UserError
 
 ALIASES = {"flops": "macs", "score": "micronet_score"}    # old budget names -> costs
@@ -116,26 +117,28 @@ def add_training_flags(parser, epochs, batch_size, lr, save_dir):
     data.add_argument("-j", "--num-data-workers", type=int, default=2, dest="num_workers",
                       help="decode threads (the data order is deterministic for a fixed value)")
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--num-epochs", type=int, default=epochs)
+    opt.add_argument("--num-epochs", type=int, default=epochs, help="epochs to train")
     opt.add_argument("--batch-size", type=int, default=batch_size, help="images per device per step")
-    opt.add_argument("--lr", type=finite, default=lr)
-    opt.add_argument("--lr-mode", choices=LR_MODES, default="cosine")
+    opt.add_argument("--lr", type=finite, default=lr, help="learning rate (for the whole batch of all devices)")
+    opt.add_argument("--lr-mode", choices=LR_MODES, default="cosine", help="decay after the warm-up")
     opt.add_argument("--lr-decay", type=finite, default=0.1, help="factor of --lr-mode step")
     opt.add_argument("--lr-decay-epoch", default="", help="epochs of --lr-mode step, e.g. 40,60")
     opt.add_argument("--warmup-epochs", type=finite, default=0.0, help="linear learning-rate warm-up")
     opt.add_argument("--warmup-lr", type=finite, default=0.0, help="learning rate the warm-up starts at")
     opt.add_argument("--target-lr", type=finite, default=0.0, help="learning rate at the end (cosine/linear)")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default="nag", help="SGD with Nesterov or plain momentum")
-    opt.add_argument("--momentum", type=finite, default=0.9)
+    opt.add_argument("--momentum", type=finite, default=0.9, help="SGD momentum")
     opt.add_argument("--wd", type=finite, default=4e-5, help="weight decay")
     opt.add_argument("--no-wd", action="store_true", help="no weight decay on BatchNorm and biases")
-    opt.add_argument("--label-smoothing", type=finite, default=0.0, help="e.g. 0.1")
+    opt.add_argument("--label-smoothing", type=finite, default=0.0, nargs="?", const=0.1,
+                     help="smoothing of the labels; the flag alone means 0.1, as in gluoncv's scripts")
     opt.add_argument("--init", choices=sorted(INITIALIZERS), default="msra", help="weight initialisation")
     opt.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                      help="float16: GPU only, with float32 master weights")
     opt.add_argument("--seed", type=int, default=0, help="every random choice of the run follows it")
     dev = parser.add_argument_group("devices")
     dev.add_argument("--gpus", default="", help="e.g. 0,1,2,3 (default: the CPU)")
+    dev.add_argument("--num-gpus", type=int, metavar="N", help="GPUs 0..N-1 (gluoncv's spelling of --gpus)")
     dev.add_argument("--kv-store", choices=[k for k in KV_TYPES if k != "none"], default="device",
                      help="dist_sync/dist_device_sync under python -m oneshot_nas.launch")
     rec = parser.add_argument_group("run record")
@@ -149,6 +152,17 @@ def add_training_flags(parser, epochs, batch_size, lr, save_dir):
     rec.add_argument("--dump-worker-params", metavar="DIR",
                      help="every worker also writes its final parameters to DIR/worker-RANK.params")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    rec.add_argument("--log-interval", type=int, default=50, metavar="STEPS",
+                     help="log loss, images/s and the time left every STEPS steps when there is no "
+                          "progress bar (no terminal, or --no-progress); 0: only once per epoch")
+    rec.add_argument("--save-frequency", type=int, default=0, metavar="EPOCHS",
+                     help="also keep the model of every EPOCHS-th epoch (epoch-NNNN.params); 0: only the "
+                          "latest checkpoint, which --resume uses")
+    opt.add_argument("--mode", choices=("hybrid",), default="hybrid",
+                     help="gluoncv's --mode: the networks here always run as hybridized graphs")
+    for flag in ("--resume-epoch", "--resume-params", "--resume-states"):
+        cli.renamed(parser, flag, "a run resumes from its own folder: pass --resume with the run's "
+                                  "--save-dir (its checkpoint holds the epoch, parameters and optimizer states)")
 
 
 def settings_from(args):
@@ -165,7 +179,19 @@ def settings_from(args):
                     lr_decay=args.lr_decay, lr_decay_epochs=decay_epochs, optimizer=args.optimizer,
                     momentum=args.momentum, wd=args.wd, no_wd=args.no_wd,
                     label_smoothing=args.label_smoothing, dtype=args.dtype, seed=args.seed,
-                    threads=args.num_workers, val_images=args.val_images)
+                    threads=args.num_workers, val_images=args.val_images, log_interval=args.log_interval,
+                    save_frequency=args.save_frequency)
+
+
+def gpus_from(args):
+    """--gpus, or GPUs 0..N-1 for gluoncv's --num-gpus N."""
+    if getattr(args, "num_gpus", None) is None:
+        return args.gpus
+    if args.gpus:
+        raise UserError("--gpus and --num-gpus both name GPUs; pass one of them")
+    if args.num_gpus < 0:
+        raise UserError(f"--num-gpus {args.num_gpus}: give a number of GPUs >= 0")
+    return ",".join(str(i) for i in range(args.num_gpus))
 
 
 def devices_from(args):

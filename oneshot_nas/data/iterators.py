@@ -1,9 +1,36 @@
 """Batches streamed from RecordIO by MXNet's ImageRecordIter: augmented training batches, validation
-batches in file order, each worker reading its own part of the file."""
+batches in file order, each worker reading its own part of the file.
+
+Decode threads: ImageRecordIter uses min(requested, max(cores / 2 - 1, 1)) threads, whatever is
+asked (1 on a 2-core machine); `decode_threads` says what a request becomes, and the run logs it
+once. The iterators are made quiet (their C++ log line would repeat for every iterator made).
+"""
+import logging
+import os
+
 import mxnet as mx
 import numpy as np
 
 from .slices import MEAN_RGB, STD_RGB
+
+
+log = logging.getLogger(__name__)
+_told = set()
+
+
+def decode_threads(requested):
+    """The decode threads ImageRecordIter really uses for `requested` (its cap: cores / 2 - 1)."""
+    return max(1, min(int(requested), max((os.cpu_count() or 2) // 2 - 1, 1)))
+
+
+def _threads(requested):
+    used = decode_threads(requested)
+    if requested not in _told:          # said once per run, not once per iterator
+        _told.add(requested)
+        log.info("decoding images with %d thread%s%s", used, "" if used == 1 else "s",
+                 "" if used == requested else f" (asked for {requested}; MXNet's ImageRecordIter uses "
+                 f"at most max(cores / 2 - 1, 1) on this {os.cpu_count()}-core machine)")
+    return used
 
 
 def _normalise():
@@ -18,8 +45,8 @@ def train_iter(dataset, batch_size, input_size, threads=2, seed=0, num_parts=1, 
     return mx.io.ImageRecordIter(
         path_imgrec=str(dataset.train.rec), path_imgidx=str(dataset.train.idx),
         data_shape=(3, input_size, input_size), batch_size=batch_size, shuffle=True, seed=seed,
-        preprocess_threads=threads, num_parts=num_parts, part_index=part_index, dtype=dtype,
-        random_resized_crop=True, min_random_area=aug.min_area, max_random_area=1.0,
+        preprocess_threads=_threads(threads), num_parts=num_parts, part_index=part_index, dtype=dtype,
+        verbose=False, random_resized_crop=True, min_random_area=aug.min_area, max_random_area=1.0,
         min_aspect_ratio=3.0 / 4, max_aspect_ratio=4.0 / 3, rand_mirror=aug.mirror,
         brightness=aug.jitter, contrast=aug.jitter, saturation=aug.jitter, pca_noise=aug.lighting,
         **_normalise())
@@ -33,8 +60,8 @@ def val_iter(dataset, batch_size, input_size, threads=2, num_parts=1, part_index
     return mx.io.ImageRecordIter(
         path_imgrec=str(records.rec), path_imgidx=str(records.idx),
         data_shape=(3, input_size, input_size), batch_size=batch_size, shuffle=False,
-        preprocess_threads=threads, num_parts=num_parts, part_index=part_index, dtype=dtype,
-        resize=int(round(input_size / dataset.augmentation.crop_ratio)), **_normalise())
+        preprocess_threads=_threads(threads), num_parts=num_parts, part_index=part_index, dtype=dtype,
+        verbose=False, resize=int(round(input_size / dataset.augmentation.crop_ratio)), **_normalise())
 
 
 def labelled_batches(iterator):

@@ -2,11 +2,11 @@
 
 The export command; what each target is and how it is checked: oneshot_nas/export/formats.py.
 """
-import argparse
 import logging
 from pathlib import Path
 
 from .. import cli
+from ..cli import ArgumentParser
 from ..cli.flags import add_data_flags
 from ..data import sources as data
 from ..errors import UserError
@@ -17,8 +17,7 @@ log = logging.getLogger("oneshot_nas.export")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m oneshot_nas.export", description=FORMATS_DOC,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m oneshot_nas.export", description=FORMATS_DOC)
     parser.add_argument("model", help="NAME.params with NAME.json beside it")
     parser.add_argument("--to", default="symbol", help=f"comma-separated targets: {','.join(TARGETS)}")
     parser.add_argument("--merge-bn", action="store_true", help="fold BatchNorm into the convolutions")
@@ -28,10 +27,12 @@ def main(argv=None):
     group = add_data_flags(parser, "data for the checks, int8 calibration/validation and BN "
                                    "recalibration (default: the embedded digits)")
     group.add_argument("--calib-batches", type=int, default=4, help="int8 calibration batches")
-    group.add_argument("--batch-size", type=int, default=32)
-    group.add_argument("--calib-mode", choices=("naive", "entropy"), default="naive")
+    group.add_argument("--batch-size", type=int, default=32, help="images per int8 calibration batch")
+    group.add_argument("--calib-mode", choices=("naive", "entropy"), default="naive",
+                       help="int8 ranges: each layer's min/max (naive) or the KL-optimal threshold (entropy)")
     group.add_argument("--val-images", type=int, help="evaluate int8 on at most this many images")
-    group.add_argument("--latency-repeats", type=int, default=20)
+    group.add_argument("--latency-repeats", type=int, default=20,
+                       help="timed forward passes per latency figure (median)")
     group.add_argument("--bn-calib-images", type=int, default=1024,
                        help="training images to recalibrate BN of a path extracted from a supernet")
     args = parser.parse_args(argv)

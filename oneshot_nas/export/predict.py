@@ -8,7 +8,6 @@ Images get the validation transform of data.py: resize the short side to size / 
 crop, normalise with the ImageNet mean and std. The input size comes from the model's description
 (NAME.json, or EXPORT-export.json written by the exporter) unless --input-size is given.
 """
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import mxnet as mx
 import numpy as np
 
 from .. import cli
+from ..cli import ArgumentParser
 from ..data.slices import MEAN_RGB, STD_RGB
 from ..errors import UserError
 
@@ -127,15 +127,15 @@ def predict(model, images, labels=None, input_size=None, crop_ratio=0.875, top=5
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m oneshot_nas.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m oneshot_nas.predict", description=__doc__)
     parser.add_argument("model")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--labels", help="class names, one per line")
-    parser.add_argument("--input-size", type=int)
+    parser.add_argument("--input-size", type=int, help="image size the model takes (default: from its "
+                                                        "description or export summary)")
     parser.add_argument("--crop-ratio", type=float, default=0.875,
                         help="centre crop of the resized image (0.875 ImageNet, 1.0 the digits)")
-    parser.add_argument("--top", type=int, default=5)
+    parser.add_argument("--top", type=int, default=5, help="classes shown per image")
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     args = parser.parse_args(argv)
     if not 0 < args.crop_ratio <= 1 or args.top < 1 or (args.input_size is not None and args.input_size < 1):

@@ -11,7 +11,6 @@ steps.jsonl is looked for in its usual folder under ROOT (supernet/, search/, su
 profile.json, export/). Each section reads only its own step's record; a missing part is reported
 as missing. Writes ROOT/REPORT.md and ROOT/sampled_paths.png.
 """
-import argparse
 import json
 import logging
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import setup_logging
+from ..cli import ArgumentParser, setup_logging
 from ..errors import UserError
 from ..space import SearchSpace, load_architecture
 from .rundir import read_jsonl
@@ -241,7 +240,7 @@ def plot_sampled_paths(rows, space, out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m oneshot_nas.report", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m oneshot_nas.report", description=__doc__)
     parser.add_argument("root", nargs="?", default="logs/quickstart", help="the pipeline run's folder")
     args = parser.parse_args(argv)
     setup_logging()

@@ -20,6 +20,7 @@ class RunDir:
 
     def __init__(self, path):
         self.path = Path(path)
+        self.log_file = None          # the log file of the run, when open_run set it up
 
     @staticmethod
     def check(path, resume=False, overwrite=False, marker="args.json"):
@@ -105,6 +106,7 @@ def open_run(path, args, resume=False, overwrite=False, chief=True, log_name="tr
         return None
     run = RunDir.create(path, args, resume=resume, overwrite=overwrite, outputs=outputs)
     logfile = Path(log_name)
-    setup_logging(logfile if logfile.is_absolute() or logfile.parent != Path(".") else run.file(logfile))
+    run.log_file = logfile if logfile.is_absolute() or logfile.parent != Path(".") else run.file(logfile)
+    setup_logging(run.log_file)
     log.info("run folder %s", run.path)
     return run

@@ -9,12 +9,49 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 log = logging.getLogger(__name__)
 
 
+def stages(rows):
+    """[(first epoch, last epoch, label)] of the runs of epochs trained the same way: the one-path
+    warm start, block search at the widest channels, each channel warm-up stage, all widths."""
+    spans = []
+    for r in rows:
+        scales = r.get("scales") or []
+        if r.get("path"):
+            label = "one path"
+        elif not scales:
+            label = ""
+        elif len(scales) == 1:
+            label = f"blocks @{scales[0]:g}"
+        else:
+            label = f"scales {min(scales):g}-{max(scales):g}"
+        if spans and spans[-1][2] == label:
+            spans[-1] = (spans[-1][0], r["epoch"], label)
+        else:
+            spans.append((r["epoch"], r["epoch"], label))
+    return [s for s in spans if s[2]]
+
+
+def _mark_stages(ax, spans, labels):
+    """Shade alternate stages; with `labels`, name each (vertically, at the top of the axes)."""
+    for k, (first, last, label) in enumerate(spans):
+        if k % 2 == 0:
+            ax.axvspan(first - 0.5, last + 0.5, color="0.92", zorder=0)
+        if labels:
+            ax.text((first + last) / 2, 0.98, label, transform=ax.get_xaxis_transform(), ha="center",
+                    va="top", fontsize=7, rotation=90, color="0.35")
+
+
 def plot_training_curves(rows, path, title=""):
-    """Loss, validation top-1 (mean with the min-max band over paths) and learning rate per epoch."""
+    """Loss, validation top-1 (mean with the min-max band over paths) and learning rate per epoch,
+    with the stages of supernet training (warm start, channel warm-up) marked. Epochs count from 0,
+    as in the logs and records."""
     if not rows:
         return None
-    epochs = [r["epoch"] + 1 for r in rows]
+    epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(14, 4))
+    spans = stages(rows)
+    if len(spans) > 1:
+        for ax in (ax_loss, ax_acc, ax_lr):
+            _mark_stages(ax, spans, labels=ax is ax_loss)
     ax_loss.plot(epochs, [r.get("loss") for r in rows], marker="o", label="train loss")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy")

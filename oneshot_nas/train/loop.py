@@ -9,6 +9,7 @@ moved by momentum or weight decay either, and only the path's gradients are exch
 """
 import logging
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..data.iterators import train_iter
 from ..errors import UserError
 from ..nn.supernet import SuperNet
 from ..runs.fingerprint import check_same, fingerprint as fingerprint_of
+from ..runs.modelfile import save_model
 from .lr import LRSchedule
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from .settings import make_trainer, ordered_params
@@ -73,7 +75,58 @@ def train_step(task, trainer, batch, contexts, arch, workers, global_batch, smoo
         totals[i][1] += (o.argmax(axis=1) == y.astype(o.dtype)).astype("float32").sum()
 
 
-def train_epoch(task, trainer, batches, steps, contexts, workers, rng, lr_at, update, smoothing=0.0, bar=None):
+class Progress:
+    """How an epoch shows its progress: a tqdm bar on a terminal; elsewhere (nohup, a cluster job)
+    a log line every `interval` steps with the loss, images/s and the time left in the epoch."""
+
+    def __init__(self, epoch, steps, batch_size, show_bar, interval, stop_on_nan=True):
+        self.epoch, self.steps, self.batch_size, self.interval = epoch, steps, batch_size, interval
+        self.stop_on_nan = stop_on_nan       # alone, stop at once; several workers stop together at the epoch's end
+        self.bar = None
+        if show_bar:
+            from tqdm import tqdm
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, file=sys.stderr)
+        self.start = time.perf_counter()
+
+    def step(self, i, totals, lr):
+        """After step i (0-based); reads the running loss (a sync) only when it shows it."""
+        done = i + 1
+        if self.bar is not None:
+            self.bar.update(1)
+            if done % 10 == 0 or done == self.steps:
+                self.bar.set_postfix(loss=f"{_loss(totals, done * self.batch_size):.3f}", lr=f"{lr:.4g}")
+        elif self.interval and done % self.interval == 0 and done < self.steps:
+            loss = _loss(totals, done * self.batch_size)
+            if self.stop_on_nan:
+                _check_finite(loss, self.epoch, lr)
+            elapsed = time.perf_counter() - self.start
+            log.info("epoch %d step %d/%d: loss %.4f, lr %.4g, %.1f images/s, %s left in the epoch",
+                     self.epoch, done, self.steps, loss, lr, done * self.batch_size / elapsed,
+                     _duration(elapsed / done * (self.steps - done)))
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _loss(totals, images):
+    return sum(t[0].asscalar() for t in totals) / max(images, 1)
+
+
+def _duration(seconds):
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
+
+
+def _check_finite(loss, epoch, lr):
+    if not math.isfinite(loss):
+        raise UserError(f"the training loss became {loss} in epoch {epoch} (learning rate {lr:.4g}): "
+                        "training stopped, and the last checkpoint (the end of the previous epoch) is "
+                        "kept; resume with a lower learning rate", settings=("lr",))
+
+
+def train_epoch(task, trainer, batches, steps, contexts, workers, rng, lr_at, update, smoothing=0.0,
+                progress=None):
     """`steps` updates on batches from `batches` (an MXNet DataIter), one drawn path each; returns
     the update count after them and the per-device (loss sum, top-1 hits) NDArrays. Waits for the
     last update to finish, so the time around it is the time of the steps."""
@@ -85,14 +138,11 @@ def train_epoch(task, trainer, batches, steps, contexts, workers, rng, lr_at, up
         trainer.set_learning_rate(lr)
         train_step(task, trainer, batch, contexts, task.draw(rng), workers, images_per_step, smoothing, totals)
         update += 1
-        if bar is not None:
-            bar.update(1)
-            if i % 10 == 9 or i == steps - 1:
-                seen = (i + 1) * batches.batch_size
-                bar.set_postfix(loss=f"{sum(t[0].asscalar() for t in totals) / seen:.3f}", lr=f"{lr:.4g}")
+        if progress is not None:
+            progress.step(i, totals, lr)
     mx.nd.waitall()
-    if bar is not None:
-        bar.close()
+    if progress is not None:
+        progress.close()
     return update, totals
 
 
@@ -124,6 +174,7 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
     if run is not None and resume:
         for name in ("metrics.jsonl", "paths.jsonl"):
             _truncate_record(run, start_epoch, name)
+        _truncate_log(run, start_epoch)
     running_stats = [p for p in params if p.grad_req == "null"]
     val_batches = val_source(dataset, per_worker, input_size, settings.threads, workers, settings.dtype)
 
@@ -132,18 +183,21 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
              task.kind, settings.num_epochs, steps, per_worker * workers.num_workers, len(contexts),
              workers.num_workers, settings.lr, settings.lr_mode)
     last = settings.num_epochs if stop_after is None else min(settings.num_epochs, stop_after + 1)
+    show_bar = workers.is_chief and (sys.stderr.isatty() if progress is None else progress)
     for epoch in range(start_epoch, last):
         stage = task.start_epoch(epoch)
         mx.random.seed(epoch_seed(settings.seed, epoch, workers.rank))
         batches = train_iter(dataset, per_worker, input_size, settings.threads, seed=settings.seed + epoch,
                              num_parts=workers.num_workers, part_index=workers.rank, dtype=settings.dtype)
-        bar = _bar(steps, epoch, workers.is_chief, progress)
+        shown = Progress(epoch, steps, per_worker * workers.num_workers, show_bar,
+                         settings.log_interval if workers.is_chief else 0, workers.num_workers == 1)
         tic = time.perf_counter()
         update, totals = train_epoch(task, trainer, batches, steps, contexts, workers, rng, lr_at, update,
-                                     settings.label_smoothing, bar)
+                                     settings.label_smoothing, shown)
         seconds = time.perf_counter() - tic
         del batches
         loss_sum, hits = workers.sum([sum(t[0].asscalar() for t in totals), sum(t[1].asscalar() for t in totals)])
+        _check_finite(loss_sum / images, epoch, lr_at(update - 1))      # every worker sees the same sum
         workers.average_data(running_stats)
         tic = time.perf_counter()
         val = task.validate(epoch, val_batches, contexts, workers, settings.val_images, per_worker)
@@ -152,15 +206,20 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
                   "seconds": seconds, "val_seconds": time.perf_counter() - tic, "updates": update}
         history.append(record)
         if run is not None:
-            save_checkpoint(run.path, net, trainer, {
-                "epoch": epoch, "update": update, "num_epochs": settings.num_epochs,
-                "rng": rng.bit_generator.state, "task": task.state_dict(), "fingerprint": fingerprint,
-                "history": history})
+            # the records first, then the checkpoint: a kill in between leaves lines of an epoch the
+            # checkpoint lacks, which a resume drops before it trains that epoch again
             run.append(record)
             paths = task.paths_record(epoch)
             if paths:
                 run.append(paths, "paths.jsonl")
         log.info("epoch %d: %s", epoch, _summary(record))
+        if run is not None:
+            save_checkpoint(run.path, net, trainer, {
+                "epoch": epoch, "update": update, "num_epochs": settings.num_epochs,
+                "rng": rng.bit_generator.state, "task": task.state_dict(), "fingerprint": fingerprint,
+                "history": history})
+            if settings.save_frequency and (epoch + 1) % settings.save_frequency == 0:
+                save_model(net, run.file(f"epoch-{epoch:04d}.params"), {"epoch": epoch})
     return history
 
 
@@ -190,20 +249,29 @@ def _truncate_record(run, start_epoch, name):
         run.append(r, name)
 
 
+EPOCH_LINE = re.compile(r" epoch (\d+): ")
+
+
+def _truncate_log(run, start_epoch):
+    """Drop the 'epoch N:' lines of the epochs about to be trained again from the run's log (the
+    rest of what a stopped session logged stays)."""
+    path = getattr(run, "log_file", None)
+    if path is None or not Path(path).is_file():
+        return
+    lines = Path(path).read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not ((m := EPOCH_LINE.search(line)) and int(m.group(1)) >= start_epoch)]
+    if len(kept) != len(lines):
+        with open(path, "r+") as f:        # in place: the log handler appends to this very file
+            f.write("".join(kept))
+            f.truncate()
+
+
 def _next(batches):
     try:
         return batches.next()
     except StopIteration:   # cannot happen with steps_per_epoch; a short shard restarts rather than hang
         batches.reset()
         return batches.next()
-
-
-def _bar(steps, epoch, chief, progress):
-    show = chief and (sys.stderr.isatty() if progress is None else progress)
-    if not show:
-        return None
-    from tqdm import tqdm
-    return tqdm(total=steps, desc=f"epoch {epoch}", leave=False, file=sys.stderr)
 
 
 def _input_size(net):

@@ -43,6 +43,8 @@ class Settings:
     # may change when a run is resumed (a longer schedule continues from where it is)
     threads: int = free(2)          # decode threads; the data order is deterministic for a fixed value
     val_images: int = free(0)       # 0: the whole validation set
+    log_interval: int = free(50)    # steps between log lines when no progress bar shows; 0: none
+    save_frequency: int = free(0)   # keep the model of every N-th epoch too; 0: only the checkpoint
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -54,7 +56,9 @@ class Settings:
         if self.batch_size < 1 or self.num_epochs < 1:
             raise UserError("the batch size and the number of epochs must be at least 1")
         if self.threads < 1:
-            raise UserError(f"decode threads must be at least 1, got {self.threads}")
+            raise UserError(f"decode threads must be at least 1, got {self.threads}", settings="num_data_workers")
+        if self.log_interval < 0 or self.save_frequency < 0 or self.val_images < 0:
+            raise UserError("the log interval, the save frequency and the validation images must be >= 0")
         for name in ("lr", "warmup_lr", "target_lr", "lr_decay", "momentum", "wd", "warmup_epochs"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
