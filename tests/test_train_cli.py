@@ -136,3 +136,38 @@ def test_retraining_learns_and_saves_a_scorable_model(tiny_arch, tmp_path):
     report = tmp_path / "score.json"
     score.main([str(output), "--format", "json", "--out", str(report)])
     assert json.loads(report.read_text())["arch"] == meta["arch"]
+
+
+def test_a_folder_that_cannot_be_written_is_one_line_before_training(small, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    fails(train_supernet.main, ["--save-dir", str(tmp_path / "a-file")], capsys, "is a file, not a folder")
+    fails(train_supernet.main, ["--save-dir", "/sys/oneshot-nas-run"], capsys,
+          "cannot write the run's first files in /sys/oneshot-nas-run: operation not permitted: the "
+          "folder is read-only for you; choose another folder")
+
+
+def test_a_full_disk_stops_with_one_line_and_leaves_nothing_half_written(small, tmp_path, capsys):
+    """On a 1 MB filesystem the supernet's first checkpoint (2 MB) cannot be written: one line, no
+    partial checkpoint, no traceback."""
+    import subprocess
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.decode().strip()}")
+    try:
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            run(train_supernet.main, rec_flags(small) + ["--num-epochs", "1", "--batch-size", "32",
+                                                         "--val-paths", "1", "--calib-images", "32", "-j", "1",
+                                                         "--no-progress", "--save-dir", str(disk / "run")])
+        err = capsys.readouterr().err
+        assert err.splitlines()[-1].startswith(f"error: cannot write the checkpoint (the previous one is kept) "
+                                               f"in {disk / 'run'}: no space left on the device"), err
+        assert "Traceback" not in err
+        left = sorted(p.name for p in (disk / "run").iterdir())
+        assert "checkpoint" not in left and "checkpoint.tmp" not in left, left
+    finally:
+        from oneshot_nas.cli import setup_logging
+        setup_logging()                      # closes the run's log file on the small filesystem
+        subprocess.run(["umount", str(disk)])

@@ -16,6 +16,7 @@ from ..jsonfile import read_json
 from ..nn.subnet import SubNet
 from ..nn.supernet import SuperNet
 from ..space import Architecture, SearchSpace, get_space
+from .rundir import writing
 
 KINDS = ("supernet", "subnet")
 
@@ -28,7 +29,8 @@ def save_model(net, path, record=None):
     """Save `net` (SuperNet or SubNet) to `path` (.params) and its description to the .json beside
     it. Both are written under temporary names and renamed, so a crash leaves no half file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path.name, path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(net, SuperNet):
         meta = {"kind": "supernet", "space": net.space.name, "space_config": net.space.to_dict()}
         if record:
@@ -38,11 +40,12 @@ def save_model(net, path, record=None):
     else:
         raise TypeError(f"save_model takes a SuperNet or SubNet, not {type(net).__name__}")
     tmp = path.with_name(path.name + ".tmp")
-    net.save_parameters(str(tmp))
     meta_tmp = json_beside(path).with_name(json_beside(path).name + ".tmp")
-    meta_tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(path)
-    meta_tmp.replace(json_beside(path))
+    with writing(path.name, path.parent, cleanup=[tmp, meta_tmp]):
+        net.save_parameters(str(tmp))
+        meta_tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp.replace(path)
+        meta_tmp.replace(json_beside(path))
     return path
 
 

@@ -3,16 +3,60 @@
 One JSON object per line in metrics.jsonl (per epoch, per generation or per candidate), so plots
 and reports are made from the record, not from the live objects.
 """
+import errno
 import json
 import logging
 import math
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+class WriteError(UserError):
+    """A write that failed; `cause` says why (a full disk, a read-only folder)."""
+
+    def __init__(self, message, cause):
+        super().__init__(message, settings="save_dir")
+        self.cause = cause
+
+
+@contextmanager
+def writing(what, folder, cleanup=()):
+    """Turn a failed write (a full disk, a read-only folder, MXNet's 'FileStream.Write incomplete')
+    into one UserError naming what was written, where, and the cause, after removing the `cleanup`
+    paths (the partial files of the write), so nothing half-written is left behind. Nested writes
+    report as the outermost one."""
+    try:
+        yield
+    except (OSError, RuntimeError, WriteError) as err:        # MXNetError is a RuntimeError
+        for path in cleanup:
+            path = Path(path)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        cause = err.cause if isinstance(err, WriteError) else _cause(err, folder)
+        raise WriteError(f"cannot write {what} in {folder}: {cause} (nothing half-written was left)",
+                         cause) from None
+
+
+def _cause(err, folder):
+    """Why a write failed, and what to do about it."""
+    code = getattr(err, "errno", None)
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{err.strerror.lower()}: the folder is read-only for you; choose another folder"
+    if code == errno.ENOTDIR:
+        return "a part of the path is a file, not a folder; choose another folder"
+    try:
+        free = shutil.disk_usage(next(p for p in [Path(folder), *Path(folder).parents] if p.exists())).free
+    except (OSError, StopIteration):
+        free = None
+    if code == errno.ENOSPC or (free is not None and free < 64 << 20):
+        return f"no space left on the device ({free >> 10 if free is not None else '?'} KB free); free some space"
+    return (err.strerror.lower() if isinstance(err, OSError) and err.strerror
+            else str(err).strip().splitlines()[-1])
 
 
 class RunDir:
@@ -49,6 +93,12 @@ class RunDir:
         """
         cls.check(path, resume, overwrite, marker)
         run = cls(path)
+        with writing("the run's first files", path):
+            run._start(args, resume, overwrite, outputs)
+        return run
+
+    def _start(self, args, resume, overwrite, outputs):
+        run = self
         if overwrite and not resume:
             for name in outputs:
                 target = run.path / name
@@ -64,7 +114,6 @@ class RunDir:
                 n += 1
             name = f"args.resume-{n}.json"
         (run.path / name).write_text(json.dumps(args, indent=2, sort_keys=True, default=str) + "\n")
-        return run
 
     def file(self, name):
         return self.path / name
@@ -74,7 +123,7 @@ class RunDir:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                  for k, v in record.items()}
         clean.setdefault("time", round(time.time(), 3))
-        with open(self.path / name, "a") as f:
+        with writing(name, self.path), open(self.path / name, "a") as f:
             f.write(json.dumps(clean, default=str) + "\n")
 
     def read(self, name="metrics.jsonl"):

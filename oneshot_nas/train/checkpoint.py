@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..runs.modelfile import load_parameters, save_model
+from ..runs.rundir import writing
 
 FOLDER = "checkpoint"
 
@@ -21,10 +22,11 @@ def save_checkpoint(run_path, net, trainer, state):
     run_path = Path(run_path)
     final, tmp, old = (run_path / FOLDER, run_path / f"{FOLDER}.tmp", run_path / f"{FOLDER}.old")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(net, tmp / "model.params")
-    trainer.save_states(str(tmp / "trainer.states"))
-    (tmp / "state.json").write_text(json.dumps(state, indent=1, default=_json_default) + "\n")
+    with writing("the checkpoint (the previous one is kept)", run_path, cleanup=[tmp]):
+        tmp.mkdir(parents=True)
+        save_model(net, tmp / "model.params")
+        trainer.save_states(str(tmp / "trainer.states"))
+        (tmp / "state.json").write_text(json.dumps(state, indent=1, default=_json_default) + "\n")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
