@@ -71,9 +71,10 @@ def main(argv=None):
         limits = Limits(cost_model(args, space), budget) if budget else None
         sampler = PathSampler(space, limits, args.constraint_sampler)
         reference = load_architecture(args.reference_arch).on(space) if args.reference_arch else None
+        calibration = calibration_slice(dataset, args.calib_images, space.input_size)
         RunDir.check(args.save_dir, args.resume, args.overwrite)
-        return contexts, dataset, sampler, reference
-    contexts, dataset, sampler, reference = workers.check_inputs(prepare)
+        return contexts, dataset, sampler, reference, calibration
+    contexts, dataset, sampler, reference, calibration = workers.check_inputs(prepare)
     run = open_run(args.save_dir, vars(args), args.resume, args.overwrite, workers.is_chief, args.logging_file,
                    OUTPUTS)
     log.info("supernet of space %s on %s (%d train / %d val images, %d classes)", space.name, dataset.name,
@@ -85,7 +86,6 @@ def main(argv=None):
     initialize(net, contexts, args.init, args.seed)
     cast_for_training(net, args.dtype)
     net.hybridize(static_alloc=True)
-    calibration = calibration_slice(dataset, args.calib_images, space.input_size)
     if args.inherit_epochs:   # the path trained first is also validated every epoch
         reference = reference or Architecture.largest(space)
         span = "epoch 0" if args.inherit_epochs == 1 else f"epochs 0-{args.inherit_epochs - 1}"

@@ -2,6 +2,7 @@
 written, a run leaves its record, and retraining a fixed architecture learns."""
 import json
 
+import mxnet as mx
 import pytest
 
 import train_subnet
@@ -171,3 +172,37 @@ def test_a_full_disk_stops_with_one_line_and_leaves_nothing_half_written(small, 
         from oneshot_nas.cli import setup_logging
         setup_logging()                      # closes the run's log file on the small filesystem
         subprocess.run(["umount", str(disk)])
+
+
+def test_bad_recordio_is_one_line_before_anything_is_written(small, tmp_path, capsys):
+    """A truncated copy and records with two labels each are caught when the data is checked."""
+    import shutil
+    truncated = tmp_path / "truncated.rec"
+    shutil.copy(small.train.rec, truncated)
+    with open(truncated, "r+b") as f:
+        f.truncate(truncated.stat().st_size // 2)
+    reader = mx.recordio.MXIndexedRecordIO(str(small.val.idx), str(small.val.rec), "r")
+    writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "two.idx"), str(tmp_path / "two.rec"), "w")
+    for i, key in enumerate(small.val.keys()[:20]):
+        header, payload = mx.recordio.unpack(reader.read_idx(key))
+        writer.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, [float(header.label), 1.0], i, 0), payload))
+    writer.close()
+    val = ["--rec-val", str(small.val.rec), "--rec-val-idx", str(small.val.idx)]
+    fails(train_supernet.main, ["--rec-train", str(truncated), "--rec-train-idx", str(small.train.idx), *val,
+                                "--save-dir", str(tmp_path / "a")], capsys, "truncated.rec is truncated or damaged")
+    fails(train_supernet.main, ["--rec-train", str(tmp_path / "two.rec"), "--rec-train-idx", str(tmp_path / "two.idx"),
+                                *val, "--save-dir", str(tmp_path / "b")], capsys, "has 2 labels per image")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_run_whose_start_failed_can_be_started_again(small, tmp_path, capsys):
+    """A folder holding only the args and log of a start that failed is no run to protect."""
+    save = tmp_path / "run"
+    save.mkdir()
+    (save / "args.json").write_text("{}")
+    (save / "train.log").write_text("a start that failed\n")
+    fails(train_supernet.main, ["--resume", "--save-dir", str(save)], capsys, "its start failed: nothing was recorded")
+    history = train_supernet.main(rec_flags(small) + ["--num-epochs", "1", "--batch-size", "32", "--val-paths", "1",
+                                                      "--calib-images", "32", "-j", "1", "--no-progress",
+                                                      "--save-dir", str(save)])
+    assert len(history) == 1 and (save / "checkpoint").is_dir()

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +88,8 @@ def resolve_dataset(rec_train=None, rec_train_idx=None, rec_val=None, rec_val_id
     if num_classes is not None and ds.num_classes > num_classes:
         raise UserError(f"the data has {ds.num_classes} classes but the model has {num_classes}; "
                         f"set the number of classes to {ds.num_classes}", settings="num_classes")
-    check_labels(ds.val, num_classes or ds.num_classes)
+    for records in (ds.train, ds.val):
+        check_labels(records, num_classes or ds.num_classes)
     return ds
 
 
@@ -103,25 +105,49 @@ def _check_readable(path):
 
 
 def check_labels(records, num_classes, probe=2000):
-    """Read up to `probe` records spread over the file; fail if a label is outside the model."""
+    """Check a RecordIO before anything trains: an index that fits the file (a truncated copy is
+    caught here, not as a crash mid-epoch), one label per record, and labels the model has; reads
+    up to `probe` records spread over the file."""
     keys = records.keys()
     if not keys:
         raise UserError(f"{records.rec} holds no images (its index {records.idx} is empty)")
+    _check_offsets(records)
     picks = keys if len(keys) <= probe else [keys[i] for i in np.linspace(0, len(keys) - 1, probe).astype(int)]
     reader = mx.recordio.MXIndexedRecordIO(str(records.idx), str(records.rec), "r")
     try:
         for key in picks:
-            header, _ = mx.recordio.unpack(reader.read_idx(key))
+            record = reader.read_idx(key)
+            if record is None:
+                raise KeyError(f"record {key} is past the end of the file")
+            header, _ = mx.recordio.unpack(record)
+            if np.size(header.label) != 1:
+                raise UserError(f"{records.rec} has {np.size(header.label)} labels per image (record {key}); "
+                                "this tool trains one class per image: repack it with one label each (im2rec "
+                                "--pack-label off)")
             label = int(np.ravel(header.label)[0])
             if not 0 <= label < num_classes:
                 raise UserError(f"{records.rec} has an image of class {label}, but the model has "
                                 f"{num_classes} classes (0..{num_classes - 1}); set the number of classes",
                                 settings="num_classes")
-    except (KeyError, mx.base.MXNetError) as err:
+    except (KeyError, mx.base.MXNetError, struct.error) as err:
         raise UserError(f"{records.rec} does not match its index {records.idx} ({err}); "
                         "regenerate both with im2rec") from None
     finally:
         reader.close()
+
+
+def _check_offsets(records):
+    """Every offset of the index must lie inside the .rec file."""
+    size = records.rec.stat().st_size
+    with open(records.idx) as f:
+        try:
+            last = max(int(line.split("\t")[1]) for line in f if line.strip())
+        except (IndexError, ValueError):
+            raise UserError(f"{records.idx} is not a RecordIO index (lines 'key<TAB>offset'); regenerate "
+                            "it with im2rec") from None
+    if last >= size:
+        raise UserError(f"{records.rec} is truncated or damaged: its index points at byte {last:,} of a "
+                        f"{size:,}-byte file; copy it again or regenerate it and its index with im2rec")
 
 
 def _pack(path_stem, items, encode):

@@ -69,9 +69,10 @@ class RunDir:
     @staticmethod
     def check(path, resume=False, overwrite=False, marker="args.json"):
         """Refuse, before anything is written, to reuse a folder that holds a run unless told to
-        resume or overwrite it, and a resume of a folder that holds none."""
+        resume or overwrite it, and a resume of a folder that holds none. A folder whose run failed
+        to start (only its args, settings and log) holds no run: a corrected rerun just starts."""
         path = Path(path)
-        taken = (path / marker).exists()
+        taken = (path / marker).exists() and _has_results(path)
         if resume and overwrite:
             raise UserError("resume and overwrite contradict each other; choose one of them",
                             settings=("resume", "overwrite"))
@@ -79,7 +80,8 @@ class RunDir:
             raise UserError(f"{path} already holds a run; resume it, overwrite it (start again in it) "
                             "or choose another folder", settings=("resume", "overwrite"))
         if resume and not taken:
-            raise UserError(f"cannot resume: {path} holds no run ({marker} is missing)")
+            what = "its start failed: nothing was recorded" if (path / marker).exists() else f"{marker} is missing"
+            raise UserError(f"cannot resume: {path} holds no run ({what}); start it without resuming")
         if path.exists() and not path.is_dir():
             raise UserError(f"{path} is a file, not a folder; choose another folder for the run")
 
@@ -143,6 +145,13 @@ def read_jsonl(path):
             except json.JSONDecodeError:
                 break   # a line cut by a crash ends the record
     return rows
+
+
+def _has_results(path):
+    """Whether a run folder holds more than a start that failed (its args, settings and log)."""
+    def setup_file(p):
+        return p.name in ("args.json", "settings.json") or p.name.startswith("args.resume-") or p.suffix == ".log"
+    return any(not setup_file(p) for p in Path(path).iterdir())
 
 
 def open_run(path, args, resume=False, overwrite=False, chief=True, log_name="train.log", outputs=()):
