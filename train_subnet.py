@@ -65,7 +65,7 @@ def main(argv=None):
 
     def prepare():
         contexts = devices_from(args)
-        dataset = dataset_from(args, arch.space.num_classes)
+        dataset = dataset_from(args, arch.space)
         supernet = load_model(args.inherit_from, kind="supernet", arch=arch)[0] if args.inherit_from else None
         RunDir.check(args.save_dir, args.resume, args.overwrite)
         return contexts, dataset, supernet

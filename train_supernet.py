@@ -67,7 +67,7 @@ def main(argv=None):
 
     def prepare():
         contexts = devices_from(args)
-        dataset = dataset_from(args, space.num_classes)
+        dataset = dataset_from(args, space)
         limits = Limits(cost_model(args, space), budget) if budget else None
         sampler = PathSampler(space, limits, args.constraint_sampler)
         reference = load_architecture(args.reference_arch).on(space) if args.reference_arch else None

@@ -8,7 +8,7 @@ from oneshot_nas.sample.training import PathSampler
 from oneshot_nas.cost.limits import Limits
 from oneshot_nas.cost.model import CostModel
 from oneshot_nas.sample.schedule import allowed_scales, channel_schedule, describe_channel_schedule
-from oneshot_nas.train.lr import LRSchedule
+from oneshot_nas.train.lr import lr_schedule
 from oneshot_nas.space import get_space
 
 SPACE = get_space("oneshot+")
@@ -58,27 +58,34 @@ def test_budget_unreachable_in_early_stages_is_said_at_start():
 
 
 def test_cosine_with_linear_warm_up():
-    lr = LRSchedule(0.4, steps_per_epoch=10, num_epochs=5, mode="cosine", warmup_epochs=1)
-    assert [lr(u) for u in range(0, 10, 5)] == pytest.approx([0.0, 0.2])
-    assert lr(10) == pytest.approx(0.4)
-    assert lr(30) == pytest.approx(0.2)                    # half-way through the cosine
-    assert lr(50) == pytest.approx(0.0, abs=1e-12)
-    values = [lr(u) for u in range(10, 50)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    lr = lr_schedule(0.4, steps_per_epoch=10, num_epochs=5, mode="cosine", warmup_epochs=1)
+    values = [lr(u) for u in range(51)]                    # (called in order, as training does)
+    assert values[0] == pytest.approx(0.0) and values[5] == pytest.approx(0.2)
+    assert values[10] == pytest.approx(0.4)
+    assert values[30] == pytest.approx(0.2)                # half-way through the cosine
+    assert values[50] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+    for u in (10, 23, 37):                                 # the cosine by hand
+        assert values[u] == pytest.approx(0.4 * (1 + math.cos(math.pi * (u - 10) / 40)) / 2, rel=1e-12)
 
 
 def test_step_and_linear():
-    step = LRSchedule(1.0, 10, 10, mode="step", decay_epochs=(4, 8), decay_factor=0.1)
-    assert [step(u) for u in (0, 39, 40, 79, 80, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
-    linear = LRSchedule(1.0, 10, 10, mode="linear", target_lr=0.1)
+    step = lr_schedule(1.0, 10, 10, mode="step", decay_epochs=(4, 8), decay_factor=0.1)
+    got = {u: step(u) for u in range(100)}
+    assert [got[u] for u in (0, 39, 40, 79, 80, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    linear = lr_schedule(1.0, 10, 10, mode="linear", target_lr=0.1)
     assert linear(50) == pytest.approx(0.55) and linear(100) == pytest.approx(0.1)
-    cos = LRSchedule(1.0, 4, 3, warmup_epochs=0.5, warmup_lr=0.1)
+    cos = lr_schedule(1.0, 4, 3, warmup_epochs=0.5, warmup_lr=0.1)
     assert cos(0) == pytest.approx(0.1) and cos(1) == pytest.approx(0.55)
     assert math.isclose(cos(2), 1.0)
+    resumed = lr_schedule(1.0, 10, 10, mode="step", decay_epochs=(4, 8), decay_factor=0.1)
+    assert resumed(85) == pytest.approx(0.01)              # a fresh scheduler after a resume catches up
 
 
 def test_bad_schedules():
     with pytest.raises(UserError, match="learning-rate mode 'poly' is unknown"):
-        LRSchedule(0.1, 10, 10, mode="poly")
+        lr_schedule(0.1, 10, 10, mode="poly")
     with pytest.raises(UserError, match="warm-up epochs 20"):
-        LRSchedule(0.1, 10, 10, warmup_epochs=20)
+        lr_schedule(0.1, 10, 10, warmup_epochs=20)
+    with pytest.raises(UserError, match="step decay epochs"):
+        lr_schedule(0.1, 10, 10, mode="step", decay_epochs=())

@@ -201,8 +201,9 @@ def devices_from(args):
     return contexts_from(args.gpus)
 
 
-def dataset_from(args, num_classes):
-    """The dataset the data flags name (the embedded digits without any)."""
+def dataset_from(args, space):
+    """The dataset the data flags name (the embedded digits without any) for a space."""
     from ..data.sources import resolve_dataset
     return resolve_dataset(rec_train=args.rec_train, rec_train_idx=args.rec_train_idx, rec_val=args.rec_val,
-                           rec_val_idx=args.rec_val_idx, data_dir=args.data_dir, num_classes=num_classes)
+                           rec_val_idx=args.rec_val_idx, data_dir=args.data_dir, num_classes=space.num_classes,
+                           input_size=space.input_size)

@@ -163,16 +163,19 @@ class PathGraph:
         return mx.nd.concat(*[o.as_in_context(mx.cpu()) for o in outs], dim=0)
 
     def counts(self, batches, k=5):
-        """(top-1 hits, top-k hits, images) over (data, labels) batches; labels as int numpy."""
-        top1 = topk = seen = 0
+        """(top-1 hits, top-k hits, images) over (data, labels) batches (MXNet's accuracy metrics,
+        kept as counts so that workers can add them up)."""
+        top1, topk = mx.metric.Accuracy(), None
         for data, labels in batches:
             logits = self.predict(data).astype("float32")
-            best = mx.nd.topk(logits, k=min(k, logits.shape[1]), axis=1).asnumpy().astype(np.int64)
-            hits = best == np.asarray(labels, dtype=np.int64).reshape(-1, 1)
-            top1 += int(hits[:, 0].sum())
-            topk += int(hits.sum())
-            seen += len(labels)
-        return top1, topk, seen
+            labels = [mx.nd.array(labels)]
+            top1.update(labels, [logits])
+            if topk is None and min(k, logits.shape[1]) > 1:
+                topk = mx.metric.TopKAccuracy(top_k=min(k, logits.shape[1]))
+            if topk is not None:
+                topk.update(labels, [logits])
+        hits_k = top1.sum_metric if topk is None else topk.sum_metric
+        return int(top1.sum_metric), int(hits_k), int(top1.num_inst)
 
     def store_statistics(self):
         """Write the calibrated running statistics into the SubNet this graph was made of (e.g. a

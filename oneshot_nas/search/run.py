@@ -149,7 +149,8 @@ class SearchRun:
         if s.score == "acc" or s.rescore > 0:
             self.dataset = resolve_dataset(rec_train=s.rec_train, rec_train_idx=s.rec_train_idx,
                                            rec_val=s.rec_val, rec_val_idx=s.rec_val_idx, data_dir=s.data_dir,
-                                           num_classes=s.num_classes or space.num_classes)
+                                           num_classes=s.num_classes or space.num_classes,
+                                           input_size=space.input_size)
             self.plan = plan_search_split(self.dataset, s.update_bn_images, s.search_val_images,
                                           s.search_on_val)
         self.save_dir = Path(s.save_dir or f"logs/search-{space.name}")

@@ -23,7 +23,7 @@ from ..errors import UserError
 from ..nn.supernet import SuperNet
 from ..runs.fingerprint import check_same, fingerprint as fingerprint_of
 from ..runs.modelfile import save_model
-from .lr import LRSchedule
+from .lr import lr_schedule
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from .settings import make_trainer, ordered_params
 from .validation import val_source
@@ -35,12 +35,19 @@ OUTPUTS = ("metrics.jsonl", "paths.jsonl", "train.log", "curves.png", "checkpoin
 
 
 def smoothed_cross_entropy(logits, labels, smoothing=0.0):
-    """Per-example cross-entropy against labels smoothed as (1 - s) * one_hot + s / num_classes."""
-    logp = mx.nd.log_softmax(logits.astype("float32"), axis=1)
-    nll = -mx.nd.pick(logp, labels, axis=1)
-    if smoothing:
-        return (1 - smoothing) * nll - smoothing * logp.mean(axis=1)
-    return nll
+    """Per-example cross-entropy (MXNet's loss) against labels smoothed as
+    (1 - s) * one_hot + s / num_classes; float32 whatever the network's precision."""
+    logits = logits.astype("float32")
+    if not smoothing:
+        return _SPARSE_CE(logits, labels)
+    classes = logits.shape[1]
+    target = mx.nd.one_hot(labels, classes, on_value=1 - smoothing + smoothing / classes,
+                           off_value=smoothing / classes)
+    return _DENSE_CE(logits, target)
+
+
+_SPARSE_CE = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+_DENSE_CE = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
 
 
 def steps_per_epoch(num_records, per_worker_batch, num_workers):
@@ -161,9 +168,9 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
     trainer = make_trainer(params, settings)
     per_worker = settings.batch_size * len(contexts)
     steps = steps_per_epoch(len(dataset.train), per_worker, workers.num_workers)
-    lr_at = LRSchedule(settings.lr, steps, settings.num_epochs, settings.lr_mode, settings.warmup_epochs,
-                       settings.warmup_lr, settings.target_lr, tuple(settings.lr_decay_epochs),
-                       settings.lr_decay)
+    lr_at = lr_schedule(settings.lr, steps, settings.num_epochs, settings.lr_mode, settings.warmup_epochs,
+                        settings.warmup_lr, settings.target_lr, tuple(settings.lr_decay_epochs),
+                        settings.lr_decay)
     rng = np.random.default_rng(settings.seed)
     fingerprint = {"settings": fingerprint_of(settings), "task": task.describe(),
                    "devices": len(contexts), "workers": workers.num_workers}
