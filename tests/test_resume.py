@@ -133,11 +133,20 @@ def test_records_hold_every_epoch_once_after_a_kill_between_records_and_checkpoi
 
 
 def test_a_loss_that_is_not_finite_stops_the_run_and_keeps_the_last_good_checkpoint(small, tmp_path):
-    exploding = Settings(**{**SETTINGS.__dict__, "lr_mode": "step", "lr_decay_epochs": (1,), "lr_decay": 1e12})
-    run = RunDir.create(tmp_path / "r", {})
-    with pytest.raises(UserError, match=r"the training loss became (nan|inf) in epoch 1 .*last checkpoint"):
-        fit(make_task("subnet", small), small, exploding, [mx.cpu()], Workers("device"), run=run,
-            save_dir=run.path, progress=False)
-    assert [r["epoch"] for r in run.read()] == [0]
+    """Epoch 1 of a resumed run starts from weights holding a NaN (as a diverged run's would):
+    the run stops with one message, writes no record of that epoch and keeps epoch 0's checkpoint."""
     import json
+    run = RunDir.create(tmp_path / "r", {})
+    fit(make_task("subnet", small), small, SETTINGS, [mx.cpu()], Workers("device"), run=run,
+        save_dir=run.path, stop_after=0, progress=False)
+    weights = run.path / "checkpoint" / "model.params"
+    params = mx.nd.load(str(weights))
+    name = next(k for k in params if k.endswith("weight"))
+    params[name] = params[name] * float("nan")
+    mx.nd.save(str(weights), params)
+    run = RunDir.create(tmp_path / "r", {}, resume=True)
+    with pytest.raises(UserError, match=r"the training loss became nan in epoch 1 .*last checkpoint"):
+        fit(make_task("subnet", small), small, SETTINGS, [mx.cpu()], Workers("device"), run=run,
+            save_dir=run.path, resume=True, progress=False)
+    assert [r["epoch"] for r in run.read()] == [0]
     assert json.loads((run.path / "checkpoint" / "state.json").read_text())["epoch"] == 0

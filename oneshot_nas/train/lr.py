@@ -33,6 +33,8 @@ def lr_schedule(base_lr, steps_per_epoch, num_epochs, mode="cosine", warmup_epoc
         return mx.lr_scheduler.CosineScheduler(total, final_lr=target_lr, **common)
     if mode == "linear":
         return mx.lr_scheduler.PolyScheduler(total, pwr=1, final_lr=target_lr, **common)
+    if not 0 < decay_factor <= 1:
+        raise UserError(f"the step decay factor {decay_factor} must be in (0, 1]", settings="lr_decay")
     steps = [int(round(e * steps_per_epoch)) - 1 for e in sorted(decay_epochs)]
     if not steps or steps[0] < warm or len(set(steps)) < len(steps):
         raise UserError(f"step decay epochs {tuple(decay_epochs)}: give distinct epochs after the warm-up",
