@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # run from anywhere w
 from oneshot_nas.cli import run, setup_logging  # noqa: E402
 from oneshot_nas.cli.flags import add_budget_flags, add_data_flags, budget_from  # noqa: E402
 from oneshot_nas.cost.model import METRICS  # noqa: E402
+from oneshot_nas.search.settings import STRATEGIES, SearchSettings, default  # noqa: E402
 
 
 def parse_args(argv):
@@ -38,23 +39,41 @@ def parse_args(argv):
     g.add_argument("--batch-size", type=int, default=128, help="images per device per step")
     g.add_argument("--kv-store", default="none", choices=("none", "dist_sync", "dist_device_sync"),
                    help="dist_*: each worker of MXNet's launcher scores its share of a generation")
-    g = p.add_argument_group("strategy")
-    g.add_argument("--strategy", default="genetic", choices=("genetic", "random"),
-                   help="genetic: evolution in the SPOS style; random: the baseline")
+    g = p.add_argument_group("strategy (docs/search.md)")
+    g.add_argument("--strategy", default=default("strategy"), choices=STRATEGIES,
+                   help="genetic: evolution in the SPOS style; regularized: aging evolution; random: the baseline")
     g.add_argument("--score", default="acc", choices=("acc", "bn"),
                    help="acc: top-1 after BN recalibration; bn: zero-cost BN-NAS score (no data), "
                         "then the best --rescore are scored by accuracy")
-    g.add_argument("--rescore", type=int, default=10, help="with --score bn: how many to rescore")
-    g.add_argument("--population", type=int, default=50, help="candidates per generation")
-    g.add_argument("--generations", type=int, default=20, help="generations (a resume may add more)")
-    g.add_argument("--topk", type=int, default=10, help="parents: the best K so far")
-    g.add_argument("--random-select", type=int, default=0,
-                   help="extra parents drawn at random from the rest (diversity)")
-    g.add_argument("--crossover", type=int, default=25, help="children by crossover per generation")
-    g.add_argument("--mutation", type=int, default=25, help="children by mutation per generation")
-    g.add_argument("--mutation-prob", type=float, default=0.1, help="per-gene mutation probability")
-    g.add_argument("--max-tries", type=int, default=10000, help="cap of every sampling loop")
-    g.add_argument("--seed", type=int, default=0, help="every random draw of the search follows it")
+    g.add_argument("--rescore", type=int, default=default("rescore"), help="with --score bn: how many to rescore")
+    g.add_argument("--population", type=int, default=default("population"),
+                   help="candidates per generation (regularized: the population queue)")
+    g.add_argument("--generations", type=int, default=default("generations"),
+                   help="generations (a resume may add more); regularized: a generation is --population children")
+    g.add_argument("--max-candidates", type=int, default=default("max_candidates"), metavar="N",
+                   help="stop after N scored candidates (cached ones count; default: no limit)")
+    g.add_argument("--patience", type=int, default=default("patience"), metavar="G",
+                   help="stop after G generations without a better best (default: never)")
+    g.add_argument("--topk", type=int, default=default("topk"), help="genetic: parents are the best K so far")
+    g.add_argument("--random-select", type=int, default=default("random_select"),
+                   help="genetic: extra parents drawn at random from the rest (diversity)")
+    g.add_argument("--crossover", type=int, default=default("crossover"),
+                   help="genetic: children by crossover per generation")
+    g.add_argument("--mutation", type=int, default=default("mutation"),
+                   help="genetic: children by mutation per generation")
+    g.add_argument("--mutation-prob", type=float, default=default("mutation_prob"),
+                   help="genetic: per-gene mutation probability (raised while the parents' neighbourhood runs dry)")
+    g.add_argument("--sample-size", type=int, default=default("sample_size"),
+                   help="regularized: members sampled per child; the best of them is its parent")
+    g.add_argument("--children-per-step", type=int, default=default("children_per_step"),
+                   help="regularized: children made and scored at once (e.g. the number of workers)")
+    g.add_argument("--rescore-top", type=int, default=default("rescore_top"), metavar="K",
+                   help="re-score the best K on a second split; the winner is the best by the mean of both")
+    g.add_argument("--rescore-images", type=int, default=default("rescore_images"), metavar="N",
+                   help="images of the second split, the next of the fixed training order "
+                        "(default: as many as the search split)")
+    g.add_argument("--max-tries", type=int, default=default("max_tries"), help="cap of every sampling loop")
+    g.add_argument("--seed", type=int, default=default("seed"), help="every random draw of the search follows it")
     g.add_argument("--search", default="both", choices=("both", "blocks", "channels"),
                    help="which genes evolve; the other half is frozen")
     g.add_argument("--fix-blocks-from", help="freeze the block genes at those of this architecture")
@@ -79,7 +98,6 @@ def parse_args(argv):
 
 
 def settings_from(args):
-    from oneshot_nas.search.run import SearchSettings
     keys = set(SearchSettings.__dataclass_fields__) - {"limits", "plots"}
     return SearchSettings(**{k: getattr(args, k) for k in keys}, limits=budget_from(args),
                           plots=not args.no_plots)

@@ -31,6 +31,7 @@ step supernet supernet sh scripts/train_supernet.sh \
 step search search python search_supernet.py \
     --supernet "$OUT/supernet/supernet.params" \
     --max-macs 0.45M \
+    --strategy genetic \
     --population 16 \
     --generations 6 \
     --topk 6 \

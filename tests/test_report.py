@@ -21,7 +21,7 @@ def test_report_reads_every_step(small, tmp_path):
                                 "--val-paths", "2", "--calib-images", "64", "-j", "1", "--no-progress",
                                 "--save-dir", str(out / "supernet")])
     search_supernet.main(data + ["--supernet", str(out / "supernet" / "supernet.params"),
-                                 "--population", "4", "--generations", "2", "--topk", "2",
+                                 "--strategy", "genetic", "--population", "4", "--generations", "2", "--topk", "2",
                                  "--crossover", "1", "--mutation", "1", "--update-bn-images", "64",
                                  "--search-val-images", "32", "--save-dir", str(out / "search"),
                                  "--models-dir", str(out / "models"), "--topk-save", "1", "--no-plots"])

@@ -1,4 +1,7 @@
 """Search strategies on made-up tabular benchmarks (no MXNet), and the search objective."""
+import itertools
+import logging
+
 import numpy as np
 import pytest
 
@@ -6,7 +9,8 @@ from oneshot_nas.cost.limits import Limits, Verdict
 from oneshot_nas.cost.model import CostModel
 from oneshot_nas.errors import UserError
 from oneshot_nas.search.objective import Objective
-from oneshot_nas.search.strategies import first_feasible, genetic_search, random_search
+from oneshot_nas.search.strategies import (first_feasible, genetic_search, random_search,
+                                           regularized_search)
 from oneshot_nas.space import get_space
 
 
@@ -38,6 +42,9 @@ class Bench:
 
 
 GA = dict(population=20, generations=10, topk=5, crossover_num=8, mutation_num=8, mutation_prob=0.15)
+RE = dict(population=20, generations=10, sample_size=5)
+STRATEGIES = {"genetic": (genetic_search, GA), "regularized": (regularized_search, RE),
+              "random": (random_search, dict(population=20, generations=10))}
 
 
 def test_genetic_beats_random_at_equal_budget():
@@ -57,11 +64,10 @@ def test_genetic_beats_random_at_equal_budget():
     assert sum(g > r for g, r in zip(ga, rs)) >= 6
 
 
-@pytest.mark.parametrize("strategy", ["genetic", "random"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_constraints_hold_and_each_candidate_is_scored_once(strategy):
     bench = Bench(1, budget=0.35)
-    kwargs = GA if strategy == "genetic" else dict(population=20, generations=10)
-    search = genetic_search if strategy == "genetic" else random_search
+    search, kwargs = STRATEGIES[strategy]
     h = search(bench.choices, np.random.default_rng(3), score_fn=bench.score,
                constraint_fn=bench.feasible, **kwargs)
     assert all(bench.spend(r["genes"]) <= bench.limit for r in h.records)
@@ -87,10 +93,12 @@ def test_genetic_children_come_from_the_best_parents():
             assert min(np.sum(np.array(r["genes"]) != t) for t in top) <= 4
 
 
-def test_resume_replays_the_stopped_search_without_rescoring():
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_resume_replays_the_stopped_search_without_rescoring(strategy):
+    search, kwargs = STRATEGIES[strategy]
     full = Bench(4)
-    reference = genetic_search(full.choices, np.random.default_rng(7), score_fn=full.score,
-                               constraint_fn=full.feasible, **GA)
+    reference = search(full.choices, np.random.default_rng(7), score_fn=full.score,
+                       constraint_fn=full.feasible, **kwargs)
 
     bench, saved = Bench(4), []
 
@@ -102,16 +110,17 @@ def test_resume_replays_the_stopped_search_without_rescoring():
             raise Stop
         return [bench.score(g) for g in batch]
     with pytest.raises(Stop):
-        genetic_search(bench.choices, np.random.default_rng(7), score_many=flaky,
-                       constraint_fn=bench.feasible, on_scored=saved.extend, **GA)
-    assert len(saved) == 60
+        search(bench.choices, np.random.default_rng(7), score_many=flaky, constraint_fn=bench.feasible,
+               on_scored=saved.extend, **kwargs)
+    assert len(saved) == (60 if strategy != "regularized" else 75)   # it scores one child at a time
     cache = {r["key"]: {"score": r["score"]} for r in saved}
     bench.calls.clear()
-    resumed = genetic_search(bench.choices, np.random.default_rng(7), score_fn=bench.score,
-                             constraint_fn=bench.feasible, cache=cache, **GA)
-    assert [(r["key"], r["score"], r["generation"]) for r in resumed.records] == \
-           [(r["key"], r["score"], r["generation"]) for r in reference.records]
-    assert len(bench.calls) == 200 - 60
+    resumed = search(bench.choices, np.random.default_rng(7), score_fn=bench.score,
+                     constraint_fn=bench.feasible, cache=cache, **kwargs)
+    fields = ("key", "score", "generation", "origin")
+    assert [[r[k] for k in fields] for r in resumed.records] == [[r[k] for k in fields] for r in reference.records]
+    assert resumed.notes == reference.notes
+    assert len(bench.calls) == 200 - len(saved)
     assert not set(bench.calls) & {tuple(r["genes"]) for r in saved}
 
 
@@ -152,6 +161,101 @@ def test_an_exhausted_space_ends_the_search_early():
     assert sorted(tuple(r["genes"]) for r in h.records) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert h.stopped and len(h.generations) == 2
     assert h.best["score"] == 2.0
+
+
+def test_regularized_evolution_ages_out_the_oldest():
+    """With the whole queue as the sample, each child's parent is the best of the last `population`
+    candidates scored (the queue: the oldest left as each child came), one gene away; a candidate
+    scored far better by luck is a parent only while it is in the queue."""
+    bench, lucky = Bench(8), {}
+
+    def score(genes):
+        value = bench.score(genes)
+        if not lucky:                          # the first candidate scores far above everyone
+            lucky[genes] = value = 100.0
+        return value
+    h = regularized_search(bench.choices, np.random.default_rng(2), score_fn=score, population=10,
+                           generations=4, sample_size=10)
+    records = h.records
+    assert [len(g) for g in h.generations] == [10] * 4 and all(r["origin"] == "mutation" for r in records[10:])
+    for t, child in enumerate(records[10:]):
+        queue = records[t:t + 10]
+        parent = max(queue, key=lambda r: r["score"])
+        assert np.sum(np.array(child["genes"]) != parent["genes"]) == 1
+    assert np.sum(np.array(records[10]["genes"]) != records[0]["genes"]) == 1     # lucky's child
+    assert h.best["score"] == 100.0 and h.notes[1]["seen_draws"] == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_regularized_evolution_finds_the_optimum_of_an_easy_table(seed):
+    r = np.random.default_rng(seed)
+    gain = r.normal(size=(6, 4))                             # additive: 4,096 members, one optimum
+    h = regularized_search([4] * 6, np.random.default_rng(seed), population=20, generations=15, sample_size=5,
+                           score_fn=lambda g: float(gain[np.arange(6), list(g)].sum()))
+    assert tuple(h.best["genes"]) == tuple(gain.argmax(axis=1))
+    assert len(h.records) == 300 and len({r["key"] for r in h.records}) == 300
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_budget_of_candidates_is_respected_exactly(strategy):
+    search, kwargs = STRATEGIES[strategy]
+    bench = Bench(3)
+    cache = {}
+    first = search(bench.choices, np.random.default_rng(1), score_fn=bench.score, max_candidates=37,
+                   constraint_fn=bench.feasible, **kwargs)
+    assert len(first.records) == len(bench.calls) == 37
+    assert first.stopped == "the budget of 37 scored candidates is spent"
+    cache = {r["key"]: {"score": r["score"]} for r in first.records[:30]}   # cached ones count too
+    bench.calls.clear()
+    again = search(bench.choices, np.random.default_rng(1), score_fn=bench.score, max_candidates=37,
+                   constraint_fn=bench.feasible, cache=cache, **kwargs)
+    assert [r["key"] for r in again.records] == [r["key"] for r in first.records] and len(bench.calls) == 7
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_patience_stops_a_search_that_stopped_improving(strategy):
+    search, kwargs = STRATEGIES[strategy]
+    bench = Bench(5)
+    flat = search(bench.choices, np.random.default_rng(0), score_fn=lambda g: 1.0, patience=3, **kwargs)
+    assert len(flat.generations) == 4 and len(flat.records) == 80
+    assert flat.stopped == "no better candidate in 3 generations (the best, 1, came in generation 0)"
+    count = itertools.count()
+    improving = search(bench.choices, np.random.default_rng(0), score_fn=lambda g: float(next(count)),
+                       patience=1, **kwargs)              # every candidate beats the last
+    assert len(improving.generations) == 10 and not improving.stopped
+    with pytest.raises(UserError, match="max_candidates and patience must be at least 1"):
+        search(bench.choices, np.random.default_rng(0), score_fn=bench.score, patience=0, **kwargs)
+
+
+def test_a_genetic_search_that_runs_dry_says_so_and_widens_the_mutation(caplog):
+    """81 candidates; the parents converge on the best corner within a few generations. Each dry
+    generation is noted (summary and log), its children are still mutants and crossovers of the
+    parents, not random candidates, and the mutation probability rises."""
+    gain = np.array([[0, 1, 3]] * 4, dtype=float)
+    with caplog.at_level(logging.INFO, logger="oneshot_nas.search"):
+        h = genetic_search([3] * 4, np.random.default_rng(0), score_fn=lambda g: float(gain[range(4), g].sum()),
+                           population=6, generations=8, topk=2, crossover_num=3, mutation_num=3,
+                           mutation_prob=0.1)
+    dry = [g for g, note in h.notes.items() if "dry" in note]
+    assert dry and all(h.notes[g]["seen_draws"] >= 100 for g in dry)
+    assert max(h.notes[g]["mutation_prob"] for g in dry) > 0.1
+    for g in dry:
+        assert all(r["origin"] in ("mutation", "crossover") for r in h.generations[g])
+    rows = {row["generation"]: row for row in h.summary()}
+    assert all("dry" in rows[g] and "mutation probability" in rows[g]["response"] for g in dry)
+    assert f"generation {dry[0]}: crossovers ran dry, the parents' unseen neighbourhood is exhausted" in caplog.text
+    assert tuple(h.best["genes"]) == (2, 2, 2, 2) and len(h.records) == 6 * 8
+
+
+def test_settings_of_another_strategy_are_refused_not_ignored():
+    from oneshot_nas.search.settings import SearchSettings
+    assert SearchSettings("x").strategy == "regularized"
+    with pytest.raises(UserError, match="topk, mutation belong to the genetic strategy, but the strategy is "
+                                        "regularized: choose genetic or leave them at the default"):
+        SearchSettings("x", topk=5, mutation=10)
+    with pytest.raises(UserError, match="sample_size belongs to the regularized strategy, but the strategy is random"):
+        SearchSettings("x", strategy="random", sample_size=3)
+    assert SearchSettings("x", strategy="genetic", topk=5).topk == 5
 
 
 # ----- the objective ---------------------------------------------------------------------------------

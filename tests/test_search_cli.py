@@ -15,8 +15,9 @@ from oneshot_nas.cost.counting import space_key
 from oneshot_nas.space import Architecture, get_space, load_architecture
 from oneshot_nas.nn.supernet import SuperNet
 
-SMALL = ["--population", "4", "--generations", "2", "--topk", "2", "--crossover", "1", "--mutation",
-         "2", "--update-bn-images", "64", "--search-val-images", "32", "--batch-size", "32"]
+SMALL = ["--population", "4", "--generations", "2", "--update-bn-images", "64", "--search-val-images", "32",
+         "--batch-size", "32"]
+GA = ["--strategy", "genetic", "--topk", "2", "--crossover", "1", "--mutation", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +32,9 @@ def supernet_path(tmp_path_factory):
     return save_model(net, tmp_path_factory.mktemp("supernet") / "tiny_supernet.params")
 
 
-def search(tmp_path, supernet_path, *flags, run_name="run"):
+def search(tmp_path, supernet_path, *flags, run_name="run", strategy=GA):
     argv = ["--supernet", str(supernet_path), "--save-dir", str(tmp_path / "logs" / run_name),
-            "--models-dir", str(tmp_path / "models"), *SMALL, *flags]
+            "--models-dir", str(tmp_path / "models"), *SMALL, *strategy, *flags]
     return search_supernet.main(argv)
 
 
@@ -118,9 +119,40 @@ def test_zero_cost_first_pass_then_rescoring(tmp_path, supernet_path):
     assert record["accuracy"] == max(r["accuracy"] for r in again)
 
 
+def test_regularized_evolution_with_a_budget_then_the_best_rescored_on_a_second_split(tmp_path, supernet_path):
+    flags = ["--sample-size", "2", "--max-candidates", "7", "--rescore-top", "3", "--rescore-images", "24",
+             "--no-plots", "--topk-save", "2"]
+    summary = search(tmp_path, supernet_path, *flags, strategy=[])       # regularized: the default
+    path = tmp_path / "logs" / "run" / "search.jsonl"
+    rows = read_jsonl(path)
+    first = [r for r in rows if r["stage"] == "search"]
+    again = {r["arch"]: r for r in rows if r["stage"] == "second-split"}
+    assert summary["strategy"] == "regularized" and summary["candidates"] == len(first) == 7
+    assert summary["stopped_early"] == "the budget of 7 scored candidates is spent"
+    assert [r["origin"] for r in first] == ["random"] * 4 + ["mutation"] * 3
+    best3 = sorted(first, key=lambda r: -r["score"])[:3]
+    assert list(again) == [r["arch"] for r in best3]
+    assert all(r["images"] == 32 for r in first) and all(r["images"] == 24 for r in again.values())
+    means = {r["arch"]: (r["score"] + again[r["arch"]]["score"]) / 2 for r in best3}
+    top = summary["top"]
+    assert [t["arch"] for t in top[:3]] == sorted(means, key=lambda a: -means[a])      # winner by the mean
+    for t in top[:3]:
+        assert t["score"] == pytest.approx(means[t["arch"]])
+        assert (t["first_score"], t["second_score"]) == (next(r["score"] for r in best3 if r["arch"] == t["arch"]),
+                                                         again[t["arch"]]["score"])
+    assert all("second_score" not in t for t in top[3:])
+    record = load_architecture(tmp_path / "models" / "run-1.json", with_record=True)[1]
+    assert record["second_accuracy"] == again[top[0]["arch"]]["accuracy"]
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")          # stopped while re-scoring the third
+    resumed = search(tmp_path, supernet_path, *flags, "--resume", strategy=[])
+    assert [json.loads(x)["arch"] for x in path.read_text().splitlines()] == [json.loads(x)["arch"] for x in lines]
+    assert resumed["top"] == summary["top"]
+
+
 def test_frozen_halves(tmp_path, supernet_path):
-    search(tmp_path, supernet_path, "--search", "blocks", "--strategy", "random", "--no-plots",
-           "--topk-save", "1", "--objective", "balanced", "--cost-weight", "0.2", run_name="blocks")
+    search(tmp_path, supernet_path, "--search", "blocks", "--no-plots", "--topk-save", "1", "--objective",
+           "balanced", "--cost-weight", "0.2", run_name="blocks", strategy=["--strategy", "random"])
     rows = read_jsonl(tmp_path / "logs" / "blocks" / "search.jsonl")
     assert all(r["accuracy"] - 0.2 - 1e-9 <= r["score"] <= r["accuracy"] for r in rows)
     assert any(r["score"] < r["accuracy"] for r in rows)

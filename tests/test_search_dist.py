@@ -19,8 +19,8 @@ from oneshot_nas.runs.rundir import read_jsonl
 from oneshot_nas.nn.supernet import SuperNet
 from tests.conftest import ROOT
 
-FLAGS = ["--population", "4", "--generations", "2", "--topk", "2", "--crossover", "1", "--mutation",
-         "2", "--update-bn-images", "64", "--search-val-images", "32", "--batch-size", "32",
+FLAGS = ["--strategy", "genetic", "--population", "4", "--generations", "2", "--topk", "2", "--crossover", "1",
+         "--mutation", "2", "--update-bn-images", "64", "--search-val-images", "32", "--batch-size", "32",
          "--no-plots", "--topk-save", "1"]
 
 

@@ -68,3 +68,25 @@ def test_calibration_images_come_from_the_one_training_order(digits):
         calibration_slice(digits, 0, 32)
     with pytest.raises(UserError, match="empty"):
         ImageSlice(np.zeros((0, 3, 32, 32), dtype=np.uint8), [])
+
+
+def test_a_second_split_follows_the_search_split_in_the_one_order(digits):
+    order = training_order(digits)
+    plan = plan_search_split(digits, update_bn_images=100, search_val_images=30, second_split=True,
+                             second_split_images=20)
+    assert set(plan.split_keys) == set(order[:30]) and set(plan.second_keys) == set(order[30:50])
+    assert set(plan.calibration_keys) == set(order[50:150])
+    assert plan_search_split(digits, 100, 30).second_keys == ()
+    full = plan_search_split(digits, second_split=True)       # defaults: as many as the split
+    fifth = len(order) // 5
+    assert len(full.second_keys) == len(full.split_keys) == fifth
+    assert len(full.calibration_keys) == len(order) - 2 * fifth
+    assert not set(full.second_keys) & (set(full.split_keys) | set(full.calibration_keys))
+    on_val = plan_search_split(digits, 10, 50, search_on_val=True, second_split=True)
+    assert on_val.second_keys == tuple(sorted(digits.val.keys()[50:100]))
+    with pytest.raises(UserError, match=f"the second split needs {len(digits.val)} validation images after "
+                                        f"the {len(digits.val)} of the search split, but 0 are left"):
+        plan_search_split(digits, 10, search_on_val=True, second_split=True)
+    with pytest.raises(UserError, match=f"and the second split's {len(order) // 2} take all {len(order)} "
+                                        "training images and leave none for BN"):
+        plan_search_split(digits, search_val_images=len(order) // 2, second_split=True)

@@ -8,7 +8,8 @@ served as normalised float32 batches.
 
 Which training images form a slice is decided one way: a fixed permutation of the training records
 (the same for every run on a dataset), so a class-sorted file still gives a mixed slice. The search
-split takes the first images of that order; BN calibration takes the ones after it.
+split takes the first images of that order; a second split (to re-score the best candidates on
+other images) the next ones; BN calibration the ones after both, so the three never overlap.
 """
 import logging
 from dataclasses import dataclass
@@ -98,11 +99,13 @@ def decode_images(dataset, records, keys, input_size, progress=False):
 
 @dataclass(frozen=True)
 class SplitPlan:
-    """Which records rank candidates (`split_keys`, of the training file unless `source` is 'val')
-    and which recalibrate BN (`calibration_keys`, always training records, never in the split)."""
+    """Which records rank candidates (`split_keys`, of the training file unless `source` is 'val'),
+    which re-score the best of them (`second_keys`, of the same file, empty unless asked for) and
+    which recalibrate BN (`calibration_keys`, always training records, in neither split)."""
     split_keys: tuple
     calibration_keys: tuple
     source: str
+    second_keys: tuple = ()
 
 
 def training_order(dataset, seed=HOLDOUT_SEED):
@@ -127,8 +130,9 @@ def val_slice(dataset, count, input_size):
 
 
 def plan_search_split(dataset, update_bn_images=None, search_val_images=None, search_on_val=False,
-                      seed=HOLDOUT_SEED):
-    """Choose the search split and the BN calibration slice (no decoding; bad counts fail here).
+                      second_split=False, second_split_images=None, seed=HOLDOUT_SEED):
+    """Choose the search split, the second split and the BN calibration slice (no decoding; bad
+    counts fail here).
 
     Defaults: the split is min(10,000, 1/5 of the training set) training images held out; BN
     statistics come from min(20,000, all the rest) other training images. Both are drawn by one
@@ -136,43 +140,63 @@ def plan_search_split(dataset, update_bn_images=None, search_val_images=None, se
     from the end of the file: a class-sorted file would otherwise give a few classes only. With
     `search_on_val` the split is the first `search_val_images` validation images (all by default),
     which makes the final validation figure optimistic.
+
+    With `second_split`, `second_split_images` more (default: as many as the split) follow the split
+    in the same order (the next training records, or the next validation images with
+    `search_on_val`), and calibration starts after them: the same permutation, cut in three.
     """
     order = training_order(dataset, seed)
-    train_keys = order
     if search_on_val:
         log.warning("searching on the validation set: candidates are ranked on it, so the validation "
                     "accuracy of the winner is no longer an unbiased estimate; report it as such")
-        val_keys = dataset.val.keys()
-        split = val_keys[:search_val_images] if search_val_images is not None else val_keys
-        if not split:
-            raise UserError(f"the search split is empty: {dataset.val.rec} holds {len(val_keys)} images "
+        pool = dataset.val.keys()
+        count = len(pool) if search_val_images is None else search_val_images
+        if count <= 0 or not pool:
+            raise UserError(f"the search split is empty: {dataset.val.rec} holds {len(pool)} images "
                             f"and search_val_images is {search_val_images}", settings="search_val_images")
         rest = order
     else:
-        count = min(10000, len(train_keys) // 5) if search_val_images is None else search_val_images
+        pool = order
+        count = min(10000, len(pool) // 5) if search_val_images is None else search_val_images
         if count <= 0:
             raise UserError(f"the search split is empty (search_val_images={count}); hold out at least "
-                            f"one training image, e.g. {max(1, len(train_keys) // 5)}",
+                            f"one training image, e.g. {max(1, len(pool) // 5)}",
                             settings="search_val_images")
-        if count >= len(train_keys):
-            raise UserError(f"search_val_images={count} takes all {len(train_keys)} training images "
-                            "and leaves none for BN recalibration; use fewer", settings="search_val_images")
-        split, rest = order[:count], order[count:]
+    split, second = pool[:count], []
+    if second_split:
+        wanted = count if second_split_images is None else second_split_images
+        second = pool[count:count + wanted]
+        if wanted <= 0 or len(second) < wanted:
+            where = "validation" if search_on_val else "training"
+            raise UserError(f"the second split needs {wanted} {where} images after the {len(split)} of "
+                            f"the search split, but {len(pool) - len(split)} are left; use fewer "
+                            "(at least 1)", settings=("rescore_images", "search_val_images"))
+    if not search_on_val:
+        rest = order[len(split) + len(second):]
+        if not rest:
+            taken = f" and the second split's {len(second)} take" if second else " takes"
+            raise UserError(f"search_val_images={count}{taken} all {len(order)} training images and "
+                            f"leave{'s' * (not second)} none for BN recalibration; use fewer",
+                            settings="search_val_images")
     calib = min(20000 if update_bn_images is None else update_bn_images, len(rest))
     if calib <= 0:
         raise UserError(f"update_bn_images={update_bn_images}: BN recalibration needs at least one image",
                         settings="update_bn_images")
-    return SplitPlan(tuple(sorted(split)), tuple(sorted(rest[:calib])), "val" if search_on_val else "train")
+    return SplitPlan(tuple(sorted(split)), tuple(sorted(rest[:calib])), "val" if search_on_val else "train",
+                     tuple(sorted(second)))
 
 
 def load_search_data(dataset, plan, input_size, progress=False):
-    """Decode the two slices of `plan` once (see ImageSlice)."""
+    """Decode the slices of `plan` once (see ImageSlice)."""
     records = dataset.val if plan.source == "val" else dataset.train
     split = ImageSlice.load(dataset, records, plan.split_keys, input_size, progress)
     calibration = ImageSlice.load(dataset, dataset.train, plan.calibration_keys, input_size, progress)
-    log.info("search split: %d %s images; BN recalibration: %d training images (decoded once)",
-             len(split), "validation" if plan.source == "val" else "held-out training", len(calibration))
-    return SearchData(calibration, split, plan.source)
+    second = (ImageSlice.load(dataset, records, plan.second_keys, input_size, progress)
+              if plan.second_keys else None)
+    log.info("search split: %d %s images;%s BN recalibration: %d training images (decoded once)",
+             len(split), "validation" if plan.source == "val" else "held-out training",
+             f" second split: {len(second)} more;" if second else "", len(calibration))
+    return SearchData(calibration, split, plan.source, second)
 
 
 def prepare_search_data(dataset, input_size, update_bn_images=None, search_val_images=None,
@@ -187,5 +211,12 @@ class SearchData:
     calibration: "ImageSlice"
     split: "ImageSlice"
     source: str                 # 'train' (held out of the training set) or 'val'
+    second: "ImageSlice" = None  # the second split, if planned
+
+    def on_second_split(self):
+        """The same calibration with the second split as the split (to score candidates on it)."""
+        if self.second is None:
+            raise ValueError("no second split was planned (plan_search_split(second_split=True))")
+        return SearchData(self.calibration, self.second, self.source)
 
 

@@ -27,3 +27,20 @@ def mutate(genes, choices, rng, prob):
 def crossover(a, b, rng):
     """Uniform crossover: each gene from either parent with equal probability."""
     return tuple(x if rng.random() < 0.5 else y for x, y in zip(a, b))
+
+
+def mutate_some(genes, choices, rng, count):
+    """`count` distinct genes among those with more than one allowed value (fewer if fewer are
+    free), each changed to another of its values: a child that always differs from its parent."""
+    free = free_genes(choices)
+    out = list(genes)
+    for i in sorted(rng.choice(len(free), size=min(count, len(free)), replace=False)):
+        c = choices[free[i]]
+        others = [v for v in (range(c) if isinstance(c, (int, np.integer)) else c) if v != genes[free[i]]]
+        out[free[i]] = int(others[rng.integers(len(others))])
+    return tuple(out)
+
+
+def free_genes(choices):
+    """The indices of the genes that can take more than one value."""
+    return [i for i, c in enumerate(choices) if (int(c) if isinstance(c, (int, np.integer)) else len(c)) > 1]

@@ -12,7 +12,7 @@ SearchSettings; tests and benchmarks drive SearchRun directly.
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,74 +23,21 @@ from ..cost.model import CostModel, format_value
 from ..data.slices import load_search_data, plan_search_split
 from ..data.sources import resolve_dataset
 from ..errors import UserError
-from ..runs.fingerprint import check_same, fingerprint, free
+from ..runs.fingerprint import check_same, fingerprint
 from ..runs.modelfile import load_model
 from ..runs.rundir import open_run, read_jsonl
 from ..runs.workers import Workers
 from ..space import Architecture, load_architecture, save_architecture
 from .objective import Objective
 from .scoring import CandidateEvaluator, SupernetScorer
-from .strategies import first_feasible, genetic_search, random_search
+from .settings import SearchSettings, run_strategy  # noqa: F401  (SearchSettings: importable from here)
+from .strategies import first_feasible
 from .zero_cost import BNScores, kendall_tau
 
 log = logging.getLogger(__name__)
-STRATEGIES = ("genetic", "random")
-SCORES = ("acc", "bn")
-HALVES = ("both", "blocks", "channels")
 OUTPUTS = ("search.jsonl", "summary.json", "search.log")   # what starting again in a folder removes
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """Everything that decides a search. Fields marked free may change when a search is resumed."""
-    supernet: str
-    space: str = None                    # only for a supernet file without its .json
-    rec_train: str = None                # data (none: the embedded digits)
-    rec_train_idx: str = None
-    rec_val: str = None
-    rec_val_idx: str = None
-    data_dir: str = None
-    num_classes: int = None
-    update_bn_images: int = None         # BN calibration images (default min(20000, the rest))
-    search_val_images: int = None        # the held-out split (default min(10000, 1/5 of training))
-    search_on_val: bool = False
-    batch_size: int = 128                # per device
-    strategy: str = "genetic"
-    score: str = "acc"                   # 'acc' or the zero-cost 'bn' score
-    rescore: int = free(10)              # with score 'bn': how many of the best are scored by accuracy
-    population: int = 50
-    generations: int = free(20)          # a resumed search may run longer
-    topk: int = 10
-    random_select: int = 0
-    crossover: int = 25
-    mutation: int = 25
-    mutation_prob: float = 0.1
-    max_tries: int = 10000
-    seed: int = 0
-    search: str = "both"                 # which genes evolve: both, blocks or channels
-    fix_blocks_from: str = None          # an architecture whose blocks (channels) are frozen
-    fix_channels_from: str = None
-    limits: dict = field(default_factory=dict)     # {cost: (lo, hi)}
-    baseline: str = "mobilenetv2-1.4"    # MicroNet score baseline and precision
-    bits: int = 32
-    latency_table: str = None
-    objective: str = "acc"
-    cost_metric: str = "macs"
-    cost_weight: float = 0.1
-    save_dir: str = free(None)           # default logs/search-SPACE
-    models_dir: str = free("models")
-    topk_save: int = free(5)
-    plots: bool = free(True)
-
-    def __post_init__(self):
-        for name, value, allowed in (("strategy", self.strategy, STRATEGIES), ("score", self.score, SCORES),
-                                     ("search", self.search, HALVES)):
-            if value not in allowed:
-                raise UserError(f"{name} {value!r} is unknown; choose one of {', '.join(allowed)}")
-        if self.objective == "balanced" and self.score == "bn":
-            raise UserError("the balanced objective needs accuracies; it cannot rank by the BN score")
-        if self.batch_size < 1 or self.topk_save < 0 or self.rescore < 0 or self.max_tries < 1:
-            raise UserError("the batch size and max_tries must be at least 1, topk_save and rescore >= 0")
+SECOND_SPLIT = "second-split"      # the stage of re-scoring records in search.jsonl
+SECOND_FIELDS = ("first_score", "second_score", "first_accuracy", "second_accuracy")
 
 
 def gene_choices(space, search, fix_blocks_from=None, fix_channels_from=None):
@@ -152,7 +99,8 @@ class SearchRun:
                                            num_classes=s.num_classes or space.num_classes,
                                            input_size=space.input_size)
             self.plan = plan_search_split(self.dataset, s.update_bn_images, s.search_val_images,
-                                          s.search_on_val)
+                                          s.search_on_val, second_split=s.rescore_top > 0,
+                                          second_split_images=s.rescore_images)
         self.save_dir = Path(s.save_dir or f"logs/search-{space.name}")
         return self
 
@@ -178,8 +126,13 @@ class SearchRun:
     def search(self):
         """Score candidates with the strategy; returns (history, ranked records)."""
         s, who = self.settings, self.workers.who()
-        log.info("%ssearching %s (%s): budget %s; objective %s", who, s.supernet, self.space.name,
-                 self.limits.describe(), self.objective.describe())
+        log.info("%ssearching %s (%s) by %s search: budget %s; objective %s", who, s.supernet, self.space.name,
+                 s.strategy, self.limits.describe(), self.objective.describe())
+        if s.strategy == "regularized" and self.workers.num_workers > s.children_per_step:
+            log.warning("%sregularized evolution scores %d children at a time, so %d of the %d workers wait at "
+                        "every step; make children_per_step %d", who, s.children_per_step,
+                        self.workers.num_workers - s.children_per_step, self.workers.num_workers,
+                        self.workers.num_workers)
         evaluator = None
         if self.plan is not None:
             data = load_search_data(self.dataset, self.plan, self.space.input_size,
@@ -193,6 +146,10 @@ class SearchRun:
         ranked = history.ranked()
         if s.score == "bn" and s.rescore > 0:
             ranked = self._rescore(ranked[:s.rescore], evaluator)
+        if s.rescore_top > 0:
+            second = CandidateEvaluator(self.supernet, data.on_second_split(), self.contexts,
+                                        s.batch_size * len(self.contexts))
+            ranked = self._second_split(ranked, second)
         return history, ranked
 
     def _evolve(self, scorer):
@@ -214,15 +171,10 @@ class SearchRun:
         if cache:
             log.info("%sresuming: %d candidates already scored will not be scored again", who, len(cache))
         scorer.label = "generation 0"
-        common = dict(score_many=scorer, constraint_fn=self.limits, population=s.population,
-                      generations=s.generations, key_fn=lambda g: str(self.space.decode(g)), cache=cache,
-                      max_tries=s.max_tries, on_scored=on_scored, on_generation=on_generation)
-        rng = np.random.default_rng(s.seed)
-        if s.strategy == "random":
-            return random_search(self.choices, rng, **common)
-        return genetic_search(self.choices, rng, topk=s.topk, crossover_num=s.crossover,
-                              mutation_num=s.mutation, mutation_prob=s.mutation_prob,
-                              random_select=s.random_select, **common)
+        common = dict(score_many=scorer, constraint_fn=self.limits,
+                      key_fn=lambda g: str(self.space.decode(g)), cache=cache, on_scored=on_scored,
+                      on_generation=on_generation)
+        return run_strategy(s, self.choices, **common)
 
     def _rescore(self, top, evaluator):
         """Score the best candidates by BN score again by accuracy (cached across a resume)."""
@@ -239,18 +191,47 @@ class SearchRun:
                 self.run.append({"stage": "rescore", **new}, "search.jsonl")
         return sorted((done[r["arch"]] for r in top), key=lambda r: -r["score"])
 
+    def _second_split(self, ranked, evaluator):
+        """Score the best `rescore_top` again on the second split (cached across a resume); they come
+        first, ranked by the mean of both scores, the winner among them; the others follow."""
+        s = self.settings
+        top, rest = ranked[:s.rescore_top], ranked[s.rescore_top:]
+        done = {r["arch"]: r for r in self.records if r.get("stage") == SECOND_SPLIT}
+        todo = [r for r in top if r["arch"] not in done]
+        scorer = SupernetScorer(self.space, self.costs, self.objective, self.bn_scores, evaluator,
+                                self.workers, progress=self.run is not None)
+        scorer.label = f"re-scoring the best {len(top)} on the second split"
+        fresh = scorer([Architecture.from_str(r["arch"], self.space).genes for r in todo]) if todo else []
+        for old, new in zip(todo, fresh):
+            new["generation"] = old["generation"]
+            done[new["arch"]] = new
+            if self.run is not None:
+                self.run.append({"stage": SECOND_SPLIT, **new}, "search.jsonl")
+        both = [{**r, "first_score": r["score"], "second_score": done[r["arch"]]["score"],
+                 "first_accuracy": r["accuracy"], "second_accuracy": done[r["arch"]]["accuracy"],
+                 "score": (r["score"] + done[r["arch"]]["score"]) / 2,
+                 "accuracy": (r["accuracy"] + done[r["arch"]]["accuracy"]) / 2} for r in top]
+        both.sort(key=lambda r: -r["score"])
+        log.info("%sre-scored the best %d on the second split (%d images): the winner by the mean of both "
+                 "scores is %s (%.4f, %.4f); the best on the search split alone was %s", self.workers.who(),
+                 len(top), len(evaluator.data.split), both[0]["arch"], both[0]["first_score"],
+                 both[0]["second_score"], top[0]["arch"])
+        return both + rest
+
     def execute(self):
         """Search, then write summary.json, the top architectures and the plots; returns the summary."""
         s = self.settings
         started = time.time()
         history, ranked = self.search()
         tau = _tau(ranked if s.score == "bn" else history.records)
-        keep = ("arch", "score", "accuracy", *self.costs.metrics, "bn_score", "generation")
+        keep = ("arch", "score", "accuracy", *self.costs.metrics, "bn_score", "generation", *SECOND_FIELDS)
         summary = {"candidates": len(history.records), "generations": len(history.generations),
-                   "stopped_early": history.stopped or None, "budget": self.limits.describe(),
+                   "stopped_early": history.stopped or None, "strategy": s.strategy,
+                   "rescored_on_second_split": s.rescore_top, "budget": self.limits.describe(),
                    "objective": self.objective.describe(), "score": s.score,
                    "kendall_tau_bn_vs_accuracy": tau, "seconds": round(time.time() - started, 2),
-                   "progress": history.summary(), "top": [{k: r.get(k) for k in keep} for r in ranked[:10]]}
+                   "progress": history.summary(),
+                   "top": [{k: r[k] for k in keep if k in r} for r in ranked[:10]]}
         log.info("%sbest: %s score %.4f", self.workers.who(), ranked[0]["arch"], ranked[0]["score"])
         self.ranked, self.tau = ranked, tau
         if self.run is not None:
@@ -267,6 +248,7 @@ class SearchRun:
         paths = []
         for i, r in enumerate(top, 1):
             record = {k: r.get(k) for k in ("accuracy", "score", *self.costs.metrics, "bn_score", "generation")}
+            record.update({k: r[k] for k in SECOND_FIELDS if k in r})
             record.update(rank=i, source_run=str(self.save_dir), supernet=str(s.supernet),
                           search_split="validation" if s.search_on_val else "held-out training",
                           micronet_baseline=s.baseline, objective=s.objective)

@@ -24,8 +24,10 @@ class CandidateEvaluator:
         self.batch_size = batch_size
         self.pieces = PathPieces(supernet)
 
-    def evaluate(self, arch):
-        """{accuracy, correct, images, extract_seconds, recal_seconds, eval_seconds} of `arch`."""
+    def evaluate(self, arch, also=None):
+        """{accuracy, correct, images, extract_seconds, recal_seconds, eval_seconds} of `arch`;
+        `also` ({name: ImageSlice}) adds the top-1 `accuracy_<name>` on each of those slices, with
+        the same recalibrated graph (eval_seconds covers the split only)."""
         t0 = time.perf_counter()
         graph = PathGraph(self.supernet, arch, self.contexts, self.pieces)
         t1 = time.perf_counter()
@@ -33,8 +35,12 @@ class CandidateEvaluator:
         t2 = time.perf_counter()
         right, _, seen = graph.counts(self.data.split.batches(self.batch_size), k=1)
         t3 = time.perf_counter()
-        return {"accuracy": right / seen, "correct": right, "images": seen,
-                "extract_seconds": t1 - t0, "recal_seconds": t2 - t1, "eval_seconds": t3 - t2}
+        result = {"accuracy": right / seen, "correct": right, "images": seen,
+                  "extract_seconds": t1 - t0, "recal_seconds": t2 - t1, "eval_seconds": t3 - t2}
+        for name, images in (also or {}).items():
+            right, _, seen = graph.counts(images.batches(self.batch_size), k=1)
+            result[f"accuracy_{name}"] = right / seen
+        return result
 
 
 FIELDS = ("accuracy", "correct", "images", "bn_score", "extract_seconds", "recal_seconds",

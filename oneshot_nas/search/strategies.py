@@ -1,4 +1,5 @@
-"""Search strategies over any discrete gene space: genetic (evolution) search and random search.
+"""Search strategies over any discrete gene space: genetic (evolution), regularized (aging)
+evolution and random search.
 
 A strategy knows only genes, a score function and a constraint function, never a network:
 - `choices[i]` is the number of values gene i can take (0..n-1), or a sequence of allowed values
@@ -14,15 +15,26 @@ string for architectures), a key is never drawn twice in one run, and a `cache` 
 (a stopped run's history) is consulted before scoring. The strategies draw from `rng` the same way
 whether a score came from the cache or not, so a resumed run replays the stopped one exactly and
 continues from where it stopped without re-scoring anything.
+
+Every strategy stops early, with `History.stopped` saying why, when `max_candidates` candidates are
+scored (cached ones count; the last batch is cut to fit), when `patience` generations in a row bring
+no better best, or when no unseen feasible candidate is left. Every record says how it was made
+(`origin`: random, mutation, crossover), and `History.notes` keeps per generation how many draws hit
+candidates seen before and whether the children's neighbourhood ran dry (see genetic_search).
 """
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 from ..errors import UserError
 from ..cost.limits import Verdict
-from ..sample.genes import crossover, mutate, random_genes
+from ..sample.genes import crossover, free_genes, mutate, mutate_some, random_genes
 
 log = logging.getLogger(__name__)
+# A child draw that hits this many candidates seen before, and nothing new, finds the unseen part
+# of its parents' neighbourhood exhausted (under 1% of its draws are new): it gives up and the
+# strategy widens the neighbourhood, instead of spending max_tries draws on a dry well.
+DRY_DRAWS = 100
 
 
 def as_verdict(result):
@@ -36,9 +48,11 @@ def default_key(genes):
 @dataclass
 class History:
     """Everything a search scored, in order: `records` (one dict per candidate: key, genes,
-    generation, score and the score function's other fields) and `generations` (lists of records)."""
+    generation, origin, score and the score function's other fields), `generations` (lists of
+    records), `notes` ({generation: what happened while drawing it}) and why it `stopped` early."""
     records: list = field(default_factory=list)
     generations: list = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
     stopped: str = ""                 # why the search ended early ('' if it ran every generation)
 
     def ranked(self):
@@ -52,33 +66,44 @@ class History:
         return self.ranked()[0] if self.records else None
 
     def summary(self):
-        """Best and mean score per generation."""
-        return [{"generation": g, "candidates": len(recs),
-                 "best": max(r["score"] for r in recs), "mean": sum(r["score"] for r in recs) / len(recs),
-                 "best_so_far": max(r["score"] for gen in self.generations[:g + 1] for r in gen)}
-                for g, recs in enumerate(self.generations) if recs]
+        """Best and mean score per generation, with its notes (seen draws, dry neighbourhoods)."""
+        rows, best = [], float("-inf")
+        for g, recs in enumerate(self.generations):
+            if not recs:
+                continue
+            best = max(best, *(r["score"] for r in recs))
+            rows.append({"generation": g, "candidates": len(recs), "best": max(r["score"] for r in recs),
+                         "mean": sum(r["score"] for r in recs) / len(recs), "best_so_far": best,
+                         **self.notes.get(g, {})})
+        return rows
 
 
 class _Run:
-    """The state shared by both strategies: what was drawn, what is cached, how to score."""
+    """The state every strategy shares: what was drawn, what is cached, how to score, when to stop."""
 
     def __init__(self, choices, score_fn, score_many, constraint_fn, key_fn, cache, max_tries,
-                 on_scored, on_generation):
+                 on_scored, on_generation, max_candidates=None, patience=None):
         if (score_fn is None) == (score_many is None):
             raise ValueError("give exactly one of score_fn (one candidate) or score_many (a list)")
         if max_tries < 1:
             raise ValueError("max_tries must be at least 1")
+        if max_candidates is not None and max_candidates < 1 or patience is not None and patience < 1:
+            raise UserError("max_candidates and patience must be at least 1 (or None: no limit)")
         self.choices = list(choices)
         self.score_many = score_many or (lambda batch: [score_fn(g) for g in batch])
         self.constraint_fn, self.key_fn = constraint_fn or (lambda genes: True), key_fn or default_key
         self.cache, self.max_tries = dict(cache or {}), max_tries
         self.on_scored, self.on_generation = on_scored, on_generation
+        self.max_candidates, self.patience = max_candidates, patience
         self.seen = set()
         self.history = History()
+        self.current, self.seen_draws, self.dry = [], 0, []
+        self.best, self.best_generation = float("-inf"), 0
 
-    def draw(self, make, rng, what, strict=False):
+    def draw(self, make, rng, what, strict=False, dry_after=None):
         """A new feasible candidate from `make(rng)`, at most `max_tries` draws, or None. With
-        `strict` (the first draws of a search), a loop that saw nothing feasible at all raises,
+        `dry_after`, None as soon as that many draws hit seen candidates (the neighbourhood is dry).
+        With `strict` (the first draws of a search), a loop that saw nothing feasible at all raises,
         naming the nearest candidate seen; otherwise running dry only ends that step."""
         nearest, duplicates = None, 0
         for _ in range(self.max_tries):
@@ -86,6 +111,9 @@ class _Run:
             key = self.key_fn(genes)
             if key in self.seen:
                 duplicates += 1
+                self.seen_draws += 1
+                if dry_after and duplicates >= dry_after:
+                    return None
                 continue
             verdict = as_verdict(self.constraint_fn(genes))
             if verdict.ok:
@@ -97,8 +125,16 @@ class _Run:
             return None
         raise UserError(_infeasible_message(self.max_tries, what, nearest))
 
-    def score(self, batch, generation):
-        """Records for `batch` (genes drawn this generation), scoring only what is not cached."""
+    @property
+    def room(self):
+        """How many more candidates the budget allows (None: no limit)."""
+        return None if self.max_candidates is None else self.max_candidates - len(self.history.records)
+
+    def score(self, batch, generation, origins):
+        """Records for `batch` (genes drawn in this generation, each made as `origins[i]`), scoring
+        only what is not cached; a batch larger than the budget's room is cut to fit."""
+        if self.room is not None:
+            batch, origins = batch[:self.room], origins[:self.room]
         keys = [self.key_fn(g) for g in batch]
         todo = [i for i, k in enumerate(keys) if k not in self.cache]
         fresh = self.score_many([batch[i] for i in todo]) if todo else []
@@ -109,21 +145,47 @@ class _Run:
             record = dict(result) if isinstance(result, dict) else {"score": result}
             if "score" not in record:
                 raise ValueError("a score dict needs a 'score' key")
-            record.update(key=keys[i], genes=list(batch[i]), generation=generation)
+            record.update(key=keys[i], genes=list(batch[i]), generation=generation, origin=origins[i])
             record["score"] = float(record["score"])
             new[i] = record
-        records = []
-        for i, key in enumerate(keys):
-            record = new[i] if i in new else {**self.cache[key], "key": key, "genes": list(batch[i]),
-                                              "generation": generation}
-            records.append(record)
+        records = [new[i] if i in new else {**self.cache[key], "key": key, "genes": list(batch[i]),
+                                            "generation": generation, "origin": origins[i]}
+                   for i, key in enumerate(keys)]
         if new and self.on_scored:
             self.on_scored([new[i] for i in sorted(new)])
         self.history.records += records
-        self.history.generations.append(records)
-        if self.on_generation:
-            self.on_generation(generation, records, self.history)
+        self.current += records
         return records
+
+    def close(self, generation, last, **note):
+        """End `generation`: keep its records and notes, report it, and say whether to stop (the
+        budget is spent, or `patience` generations brought no better best; not after the `last`)."""
+        records, self.current = self.current, []
+        self.history.generations.append(records)
+        note = {"seen_draws": self.seen_draws, **({"dry": self.dry} if self.dry else {}), **note}
+        self.history.notes[generation] = note
+        if self.dry:
+            log.info("generation %d: %s ran dry, the parents' unseen neighbourhood is exhausted (%d draws "
+                     "hit candidates seen before); %s", generation, " and ".join(self.dry), self.seen_draws,
+                     note.get("response", "nothing to widen"))
+        self.seen_draws, self.dry = 0, []
+        if records and self.on_generation:
+            self.on_generation(generation, records, self.history)
+        top = max((r["score"] for r in records), default=float("-inf"))
+        if top > self.best:
+            self.best, self.best_generation = top, generation
+        if self.room is not None and self.room <= 0:
+            return self.stop(f"the budget of {self.max_candidates} scored candidates is spent")
+        if self.patience is not None and not last and generation - self.best_generation >= self.patience:
+            plural = "s" * (self.patience > 1)
+            return self.stop(f"no better candidate in {self.patience} generation{plural} (the best, "
+                             f"{self.best:.4g}, came in generation {self.best_generation})")
+        return False
+
+    def stop(self, why):
+        self.history.stopped = why
+        log.info("search stopped early: %s", why)
+        return True
 
     def randoms(self, count, rng, strict=False):
         out = []
@@ -134,6 +196,11 @@ class _Run:
                 break
             out.append(genes)
         return out
+
+    def start(self, population, rng):
+        """Generation 0: `population` random feasible candidates; True if the search must stop."""
+        batch = self.randoms(population, rng, strict=True)
+        return not self.score(batch, 0, ["random"] * len(batch)) or self.close(0, last=False)
 
 
 def _infeasible_message(tries, what, nearest):
@@ -157,44 +224,89 @@ def first_feasible(choices, rng, constraint_fn, max_tries=10000):
     return run.draw(lambda r: random_genes(run.choices, r), rng, "random candidates", strict=True)
 
 
+def _exhausted(run, generation):
+    return run.stop(f"generation {generation}: no unseen feasible candidate is left")
+
+
 def genetic_search(choices, rng, *, score_fn=None, score_many=None, constraint_fn=None,
                    population=50, generations=20, topk=10, crossover_num=25, mutation_num=25,
                    mutation_prob=0.1, random_select=0, key_fn=None, cache=None, max_tries=10000,
-                   on_scored=None, on_generation=None):
+                   max_candidates=None, patience=None, on_scored=None, on_generation=None):
     """Evolution in the SPOS style. Generation 0 is `population` random feasible candidates. Each
     later generation draws its parents from the `topk` best candidates scored so far plus
     `random_select` others picked at random (for diversity), then makes `mutation_num` mutants
     (each gene redrawn with probability `mutation_prob`) and `crossover_num` uniform crossovers of
     two parents, all feasible and never seen before, and fills up to `population` with random
-    candidates. Returns the History."""
+    candidates.
+
+    When the parents converge, their unseen neighbourhood runs dry (DRY_DRAWS draws in a row hit
+    seen candidates). Crossovers that run dry give their place to mutants; mutants that run dry
+    double the mutation probability (up to 1) and try again, and it halves back towards
+    `mutation_prob` after each generation that did not run dry. The generation's note says so.
+    Why this and not a wider parent pool or a restart: the children stay next to the best
+    candidates found (which is what evolution exploits), only as far away as it takes to find new
+    ones, and nothing of the population is thrown away; filling with random candidates instead
+    turns a converged search into random search. Returns the History."""
     if population < 1 or generations < 1 or topk < 1:
         raise UserError("population, generations and topk must be at least 1")
     if crossover_num < 0 or mutation_num < 0 or random_select < 0 or not 0 <= mutation_prob <= 1:
         raise UserError("crossover and mutation counts must be >= 0 and the mutation probability in [0, 1]")
     run = _Run(choices, score_fn, score_many, constraint_fn, key_fn, cache, max_tries, on_scored,
-               on_generation)
-    run.score(run.randoms(population, rng, strict=True), 0)
+               on_generation, max_candidates, patience)
+    if run.start(population, rng):
+        return run.history
+    prob, free = mutation_prob, len(free_genes(run.choices))
     for generation in range(1, generations):
         parents = _parents(run.history, topk, random_select, rng)
-        batch = []
-        for _ in range(mutation_num):
-            child = run.draw(lambda r: mutate(parents[r.integers(len(parents))], run.choices, r,
-                                              mutation_prob), rng, "mutations")
-            if child is None:
-                break
-            batch.append(child)
-        if len(parents) > 1:
-            for _ in range(crossover_num):
-                child = run.draw(lambda r: _cross(parents, r), rng, "crossovers")
+        start_prob = prob
+
+        def mutants(count):
+            """`count` mutants of random parents, widening the mutation while it runs dry."""
+            nonlocal prob
+            out = []
+            make = lambda r: mutate(parents[r.integers(len(parents))], run.choices, r, prob)  # noqa: E731
+            for _ in range(count):
+                child = run.draw(make, rng, "mutations", dry_after=DRY_DRAWS)
+                while child is None and prob < 1:
+                    run.dry += [] if "mutations" in run.dry else ["mutations"]
+                    prob = min(1.0, max(2 * prob, 1 / max(free, 1)))
+                    child = run.draw(make, rng, "mutations", dry_after=DRY_DRAWS)
                 if child is None:
                     break
-                batch.append(child)
-        batch += run.randoms(max(0, population - len(batch)), rng)
+                out.append(child)
+            return out
+        batch = mutants(mutation_num)
+        origins = ["mutation"] * len(batch)
+        if len(parents) > 1:
+            crosses = []
+            for _ in range(crossover_num):
+                child = run.draw(lambda r: _cross(parents, r), rng, "crossovers", dry_after=DRY_DRAWS)
+                if child is None:
+                    run.dry.append("crossovers")
+                    break
+                crosses.append(child)
+            extra = mutants(crossover_num - len(crosses)) if len(batch) == mutation_num else []
+            batch += crosses + extra
+            origins += ["crossover"] * len(crosses) + ["mutation"] * len(extra)
+        fill = run.randoms(max(0, population - len(batch)), rng)
+        batch += fill
+        origins += ["random"] * len(fill)
         if not batch:
-            run.history.stopped = f"generation {generation}: no unseen feasible candidate is left"
-            log.info("search stopped early: %s", run.history.stopped)
+            _exhausted(run, generation)
             break
-        run.score(batch, generation)
+        note = {}
+        if run.dry:
+            note = {"mutation_prob": prob, "response": f"mutation probability {start_prob:g} -> {prob:g}"
+                    if prob != start_prob else f"mutation probability stays {prob:g}"}
+            if "mutations" not in run.dry:
+                note["response"] = f"mutants take their place (mutation probability {prob:g})"
+            if fill:
+                note["response"] += f"; {len(fill)} random candidates fill the generation"
+        if "mutations" not in run.dry:
+            prob = max(mutation_prob, prob / 2)
+        run.score(batch, generation, origins)
+        if run.close(generation, last=generation == generations - 1, **note):
+            break
     return run.history
 
 
@@ -213,19 +325,83 @@ def _cross(parents, rng):
     return crossover(parents[i], parents[j], rng)
 
 
+def regularized_search(choices, rng, *, score_fn=None, score_many=None, constraint_fn=None,
+                       population=50, generations=20, sample_size=10, step=1, key_fn=None, cache=None,
+                       max_tries=10000, max_candidates=None, patience=None, on_scored=None,
+                       on_generation=None):
+    """Regularized (aging) evolution (Real et al., 2019). The population is a queue of `population`
+    candidates, at first random and feasible. Each child samples `sample_size` members of the
+    queue, takes the best and changes one of its genes (to another allowed value): a feasible child
+    never seen before. It joins the queue and the oldest member leaves, whatever its score, so an
+    architecture that scored well once by luck does not stay a parent forever.
+
+    Children are scored `step` at a time (1: the sequential algorithm; N workers score N children
+    at once with step N, as the paper's asynchronous workers do). A generation of the History is
+    `population` children: one full turnover of the queue. When a parent's unseen neighbourhood
+    runs dry, the child changes 2, 4, ... genes instead of one. Returns the History."""
+    if population < 1 or generations < 1 or sample_size < 1 or step < 1:
+        raise UserError("population, generations, sample_size and step must be at least 1")
+    run = _Run(choices, score_fn, score_many, constraint_fn, key_fn, cache, max_tries, on_scored,
+               on_generation, max_candidates, patience)
+    if run.start(population, rng):
+        return run.history
+    queue = deque(run.history.records)               # oldest first
+    free = len(free_genes(run.choices))
+
+    def child():
+        """A mutant of the best of `sample_size` members, or None when nothing unseen is left."""
+        picks = rng.choice(len(queue), size=min(sample_size, len(queue)), replace=False)
+        parent = tuple(max((queue[i] for i in picks), key=lambda r: r["score"])["genes"])
+        changes = 1
+        while True:
+            genes = run.draw(lambda r: mutate_some(parent, run.choices, r, changes), rng, "mutations",
+                             dry_after=DRY_DRAWS)
+            if genes is not None or changes >= free:
+                return genes, changes
+            run.dry += [] if "mutations" in run.dry else ["mutations"]
+            changes = min(free, 2 * changes)
+
+    for generation in range(1, generations):
+        made, widest, exhausted = 0, 1, False
+        while made < population and not exhausted and (run.room is None or run.room > 0):
+            batch = []
+            for _ in range(min(step, population - made)):
+                genes, changes = child()
+                widest = max(widest, changes)
+                if genes is None:
+                    exhausted = True
+                    break
+                batch.append(genes)
+            for record in run.score(batch, generation, ["mutation"] * len(batch)):
+                queue.append(record)                  # the child joins, the oldest member leaves
+                queue.popleft()
+                made += 1
+        note = {"response": f"children changed up to {widest} genes instead of 1"} if run.dry else {}
+        stop = bool(run.current) and run.close(generation, last=generation == generations - 1, **note)
+        if exhausted:
+            _exhausted(run, generation)
+        if stop or exhausted:
+            break
+    return run.history
+
+
 def random_search(choices, rng, *, score_fn=None, score_many=None, constraint_fn=None,
                   population=50, generations=20, key_fn=None, cache=None, max_tries=10000,
-                  on_scored=None, on_generation=None):
+                  max_candidates=None, patience=None, on_scored=None, on_generation=None):
     """The baseline: `population` x `generations` distinct random feasible candidates, scored in
     batches of `population` (a 'generation' here is only a batch). Returns the History."""
     if population < 1 or generations < 1:
         raise UserError("population and generations must be at least 1")
     run = _Run(choices, score_fn, score_many, constraint_fn, key_fn, cache, max_tries, on_scored,
-               on_generation)
-    for generation in range(generations):
-        batch = run.randoms(population, rng, strict=generation == 0)
+               on_generation, max_candidates, patience)
+    if run.start(population, rng):
+        return run.history
+    for generation in range(1, generations):
+        batch = run.randoms(population, rng)
         if not batch:
-            run.history.stopped = f"batch {generation}: no unseen feasible candidate is left"
+            _exhausted(run, generation)
             break
-        run.score(batch, generation)
+        run.score(batch, generation, ["random"] * len(batch))
+        if run.close(generation, last=generation == generations - 1):
+            break
     return run.history
