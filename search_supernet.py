@@ -16,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # run from anywhere without install
 
 from oneshot_nas.cli import run, setup_logging  # noqa: E402
-from oneshot_nas.cli.flags import add_budget_flags, add_data_flags, budget_from  # noqa: E402
+from oneshot_nas.cli.flags import (add_budget_flags, add_data_flags, add_search_split_flags,  # noqa: E402
+                                   budget_from)
 from oneshot_nas.cost.model import METRICS  # noqa: E402
 from oneshot_nas.search.settings import STRATEGIES, SearchSettings, default  # noqa: E402
 
@@ -26,14 +27,7 @@ def parse_args(argv):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--supernet", required=True, help="SUPERNET.params (with SUPERNET.json beside it)")
     p.add_argument("--space", help="search space, only for a .params file without its .json")
-    g = add_data_flags(p, "data (default: the embedded digits)")
-    g.add_argument("--update-bn-images", type=int,
-                   help="training images for BN recalibration (default min(20000, all not held out))")
-    g.add_argument("--search-val-images", type=int,
-                   help="images held out of the training set to rank candidates (default "
-                        "min(10000, 1/5 of the training set))")
-    g.add_argument("--search-on-val", action="store_true",
-                   help="rank on the validation set instead (the final validation figure is then optimistic)")
+    add_search_split_flags(add_data_flags(p, "data (default: the embedded digits)"))
     g = p.add_argument_group("devices")
     g.add_argument("--gpus", default="", help="GPU ids like 0,1; empty for the CPU")
     g.add_argument("--batch-size", type=int, default=128, help="images per device per step")

@@ -8,21 +8,17 @@ exporters read it directly. See docs/training.md.
 import logging
 from pathlib import Path
 
-import mxnet as mx
-
 from oneshot_nas import cli
-from oneshot_nas.cli.flags import add_training_flags, dataset_from, devices_from, gpus_from, settings_from
+from oneshot_nas.cli.flags import (RETRAIN_DEFAULTS, add_training_flags, dataset_from, devices_from, gpus_from,
+                                   settings_from)
 from oneshot_nas.errors import UserError
-from oneshot_nas.nn.subnet import SubNet, extract_subnet
 from oneshot_nas.runs.modelfile import load_model, save_model
 from oneshot_nas.runs.rundir import RunDir, open_run
 from oneshot_nas.runs.workers import Workers, device_count
 from oneshot_nas.space import load_architecture
 from oneshot_nas.train.curves import plot_run
-from oneshot_nas.train.loop import OUTPUTS, dump_worker_params, fit
-from oneshot_nas.train.settings import cast_for_training, initialize
-from oneshot_nas.train.tasks import SubnetTask
-from oneshot_nas.train.validation import evaluate, val_source
+from oneshot_nas.train.loop import OUTPUTS, dump_worker_params
+from oneshot_nas.train.retrain import retrain
 
 log = logging.getLogger("train_subnet")
 
@@ -34,20 +30,8 @@ def build_parser():
     parser.add_argument("--inherit-from", metavar="SUPERNET.params",
                         help="start from this supernet's weights for the path instead of from scratch")
     parser.add_argument("--output", help="where the trained model goes (default: <save-dir>/NAME.params)")
-    add_training_flags(parser, epochs=8, batch_size=64, lr=0.1, save_dir=None)
+    add_training_flags(parser, **RETRAIN_DEFAULTS, save_dir=None)
     return parser
-
-
-def inherit(net, supernet, arch):
-    """Copy the path's weights (and BN statistics) out of a loaded supernet into `net`."""
-    source = extract_subnet(supernet, arch.on(supernet.space), mx.cpu())
-    theirs = source._collect_params_with_prefix()
-    for name, param in net._collect_params_with_prefix().items():
-        if theirs[name].shape != param.shape:    # only the classifier can differ (--num-classes)
-            log.info("%s not inherited: shape %s in the supernet, %s here", name, theirs[name].shape,
-                     param.shape)
-            continue
-        param.set_data(theirs[name].data(mx.cpu()))
 
 
 def main(argv=None):
@@ -74,28 +58,14 @@ def main(argv=None):
                    OUTPUTS)
     log.info("retraining %s on %s (%d train / %d val images)", arch, dataset.name, len(dataset.train),
              len(dataset.val))
-    net = SubNet(arch)
-    initialize(net, contexts, args.init, args.seed)
     if supernet is not None and not args.resume:
-        inherit(net, supernet, arch)
-        log.info("weights inherited from %s", args.inherit_from)
-    cast_for_training(net, args.dtype)
-    net.hybridize(static_alloc=True, static_shape=True)
-    task = SubnetTask(net)
-    history = fit(task, dataset, settings, contexts, workers, run=run, save_dir=args.save_dir,
-                  resume=args.resume, stop_after=args.stop_after_epoch,
-                  progress=False if args.no_progress else None)
+        log.info("starting from the weights of %s", args.inherit_from)
+    net, history, final = retrain(arch, dataset, settings, contexts, workers, init=args.init, start_from=supernet,
+                                  run=run, save_dir=args.save_dir, resume=args.resume,
+                                  stop_after=args.stop_after_epoch, progress=False if args.no_progress else None)
     dump_worker_params(net, args.dump_worker_params, workers.rank)
-    if history and history[-1]["epoch"] == args.num_epochs - 1:
-        final = history[-1]
-        if args.val_images:    # the epochs validated on a subset: the record gets the whole set
-            per_worker = args.batch_size * len(contexts)
-            batches = val_source(dataset, per_worker, arch.space.input_size, args.num_workers, workers,
-                                 args.dtype)
-            final = evaluate(net, batches, workers, contexts=contexts, pieces=task.pieces,
-                             batch_size=per_worker)
-            final = {"val_top1": final["top1"], "val_top5": final["top5"]}
-        record = {"top1": final["val_top1"], "top5": final["val_top5"], "dataset": dataset.name,
+    if final is not None:
+        record = {"top1": final["top1"], "top5": final["top5"], "dataset": dataset.name,
                   "epochs": args.num_epochs, "run": str(args.save_dir),
                   "start": f"inherited from {args.inherit_from}" if args.inherit_from else "scratch"}
         if run is not None:

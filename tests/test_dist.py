@@ -13,7 +13,6 @@ import numpy as np
 
 from oneshot_nas.runs.rundir import read_jsonl
 from tests.conftest import ROOT
-from tests.test_train import small  # noqa: F401  (fixture)
 from tests.test_train_cli import rec_flags
 
 

@@ -7,8 +7,9 @@ from tests.conftest import ROOT
 PURE = ["oneshot_nas.space", "oneshot_nas.recipe", "oneshot_nas.cost.counting", "oneshot_nas.cost.model",
         "oneshot_nas.cost.limits", "oneshot_nas.cost.latency", "oneshot_nas.sample.genes",
         "oneshot_nas.sample.samplers", "oneshot_nas.sample.strolling", "oneshot_nas.sample.training",
-        "oneshot_nas.sample.schedule", "oneshot_nas.search.strategies", "oneshot_nas.search.objective",
-        "oneshot_nas.search.settings", "oneshot_nas.bench.strategies"]
+        "oneshot_nas.sample.schedule", "oneshot_nas.sample.stratified", "oneshot_nas.search.strategies",
+        "oneshot_nas.search.objective", "oneshot_nas.search.settings", "oneshot_nas.bench.strategies",
+        "oneshot_nas.agreement", "oneshot_nas.runs.claims", "oneshot_nas.train.truthtable"]
 
 
 def test_the_pure_side_imports_and_runs_with_mxnet_blocked():

@@ -10,7 +10,6 @@ from oneshot_nas.export import __main__ as export
 from oneshot_nas.errors import UserError
 from oneshot_nas.runs.report import build_report
 from profiling import score
-from tests.test_train import small  # noqa: F401  (fixture)
 from tests.test_train_cli import rec_flags
 
 

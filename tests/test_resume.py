@@ -22,7 +22,6 @@ from oneshot_nas.space import Architecture, get_space
 from oneshot_nas.train.loop import fit
 from oneshot_nas.train.settings import Settings, initialize
 from oneshot_nas.train.tasks import SubnetTask, SupernetTask
-from tests.test_train import small  # noqa: F401  (fixture)
 
 SETTINGS = Settings(num_epochs=2, batch_size=32, lr=0.1, lr_mode="cosine", warmup_epochs=0.5, wd=1e-3,
                     no_wd=True, label_smoothing=0.1, seed=3, threads=1)

@@ -40,11 +40,6 @@ def small_digits(folder, n_train=256, n_val=96):
     return Dataset("digits-small", parts["train"], parts["val"], 10, DIGITS_AUGMENTATION)
 
 
-@pytest.fixture(scope="session")
-def small(tmp_path_factory):
-    return small_digits(tmp_path_factory.mktemp("small-digits"))
-
-
 def snapshot(net, ctx):
     return {name: p.data(ctx).asnumpy().copy() for name, p in net._collect_params_with_prefix().items()}
 

@@ -12,7 +12,6 @@ from oneshot_nas.runs.modelfile import load_model, read_meta
 from oneshot_nas.runs.rundir import read_jsonl
 from oneshot_nas.space import Architecture, get_space, save_architecture
 from profiling import score
-from tests.test_train import small  # noqa: F401  (fixture)
 
 
 def rec_flags(dataset):

@@ -16,6 +16,8 @@ from .. import cli
 from ..errors import UserError
 
 ALIASES = {"flops": "macs", "score": "micronet_score"}    # old budget names -> costs
+# the defaults of retraining one architecture: train_subnet.py, and every unit of a ground-truth table
+RETRAIN_DEFAULTS = {"epochs": 8, "batch_size": 64, "lr": 0.1}
 
 
 def number(text):
@@ -95,6 +97,18 @@ def cost_model(args, space):
     return CostModel(space, latency=latency, reference=args.baseline, bits=args.bits)
 
 
+def add_search_split_flags(group):
+    """How a supernet's paths are scored on held-out images: the same flags for the search and for
+    python -m oneshot_nas.rank score (data/slices.plan_search_split decides with their values)."""
+    group.add_argument("--update-bn-images", type=int,
+                       help="training images for BN recalibration (default min(20000, all not held out))")
+    group.add_argument("--search-val-images", type=int,
+                       help="images held out of the training set to rank candidates (default "
+                            "min(10000, 1/5 of the training set))")
+    group.add_argument("--search-on-val", action="store_true",
+                       help="rank on the validation set instead (the final validation figure is then optimistic)")
+
+
 # ----- data and training -----------------------------------------------------------------------------
 def add_data_flags(parser, title="data (default: the embedded digits)"):
     """Where the images come from: ImageNet-style RecordIO, an image folder, or nothing (digits)."""
@@ -108,8 +122,11 @@ def add_data_flags(parser, title="data (default: the embedded digits)"):
     return data
 
 
-def add_training_flags(parser, epochs, batch_size, lr, save_dir):
-    """Data, schedule, devices and run-record flags (names follow gluoncv's ImageNet script)."""
+def add_training_flags(parser, epochs, batch_size, lr, save_dir, sessions=True):
+    """Data, schedule, devices and run-record flags (names follow gluoncv's ImageNet script).
+    `sessions=False` leaves out the flags of one training run's sessions and workers (--resume,
+    --stop-after-epoch, --logging-file, --dump-worker-params, the dist_* kvstores), for a command
+    that runs many trainings (python -m oneshot_nas.rank truth)."""
     from ..runs.workers import KV_TYPES
     from ..train.lr import LR_MODES
     from ..train.settings import INITIALIZERS, OPTIMIZERS
@@ -139,18 +156,23 @@ def add_training_flags(parser, epochs, batch_size, lr, save_dir):
     dev = parser.add_argument_group("devices")
     dev.add_argument("--gpus", default="", help="e.g. 0,1,2,3 (default: the CPU)")
     dev.add_argument("--num-gpus", type=int, metavar="N", help="GPUs 0..N-1 (gluoncv's spelling of --gpus)")
-    dev.add_argument("--kv-store", choices=[k for k in KV_TYPES if k != "none"], default="device",
-                     help="dist_sync/dist_device_sync under python -m oneshot_nas.launch")
+    kv_types = [k for k in KV_TYPES if k != "none" and (sessions or not k.startswith("dist"))]
+    dev.add_argument("--kv-store", choices=kv_types, default="device",
+                     help="dist_sync/dist_device_sync under python -m oneshot_nas.launch" if sessions else
+                     "how the devices of one process share a step")
     rec = parser.add_argument_group("run record")
     rec.add_argument("--save-dir", default=save_dir, help="the run folder (args, logs, checkpoints, model)")
-    rec.add_argument("--logging-file", default="train.log", help="log file name inside --save-dir (or a path)")
-    rec.add_argument("--resume", action="store_true", help="continue the run in --save-dir exactly")
+    if sessions:
+        rec.add_argument("--logging-file", default="train.log", help="log file name inside --save-dir (or a path)")
+        rec.add_argument("--resume", action="store_true", help="continue the run in --save-dir exactly")
     rec.add_argument("--overwrite", action="store_true", help="start again in a --save-dir that holds a run")
-    rec.add_argument("--stop-after-epoch", type=int, default=None,
-                     help="end this session after that epoch (continue later with --resume)")
+    if sessions:
+        rec.add_argument("--stop-after-epoch", type=int, default=None,
+                         help="end this session after that epoch (continue later with --resume)")
     rec.add_argument("--val-images", type=int, default=0, help="validate on this many images (0: all)")
-    rec.add_argument("--dump-worker-params", metavar="DIR",
-                     help="every worker also writes its final parameters to DIR/worker-RANK.params")
+    if sessions:
+        rec.add_argument("--dump-worker-params", metavar="DIR",
+                         help="every worker also writes its final parameters to DIR/worker-RANK.params")
     rec.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     rec.add_argument("--log-interval", type=int, default=50, metavar="STEPS",
                      help="log loss, images/s and the time left every STEPS steps when there is no "
@@ -191,11 +213,13 @@ def gpus_from(args):
         raise UserError("--gpus and --num-gpus both name GPUs; pass one of them")
     if args.num_gpus < 0:
         raise UserError(f"--num-gpus {args.num_gpus}: give a number of GPUs >= 0")
-    return ",".join(str(i) for i in range(args.num_gpus))
+    gpus, args.num_gpus = ",".join(str(i) for i in range(args.num_gpus)), None
+    return gpus
 
 
 def devices_from(args):
     from ..runs.workers import contexts_from
+    args.gpus = gpus_from(args)
     if args.dtype == "float16" and not args.gpus:
         raise UserError("--dtype float16 is for GPUs (pass --gpus); the CPU trains in float32")
     return contexts_from(args.gpus)

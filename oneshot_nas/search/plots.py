@@ -4,6 +4,7 @@
   (no other candidate is both cheaper and more accurate) and the best candidate marked;
 - `search_progress.png`: best and mean accuracy of each generation, and the best so far.
 When candidates were ranked by the zero-cost BN score only, the BN score is plotted instead.
+- `plot_score_vs_truth`: a score of the ranking study (search/ranking.py) against the true accuracy.
 """
 from pathlib import Path
 
@@ -71,3 +72,24 @@ def plot_search(records, directory, title=""):
     fig.savefig(paths[1], dpi=120)
     plt.close(fig)
     return paths
+
+
+def plot_score_vs_truth(score, truth, truth_std, name, tau, path, unit=None):
+    """One score against the true mean top-1 of the same architectures (error bars: seed std), with
+    Kendall tau and its 95% interval in the title; written to `path` (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    score = np.asarray(score, dtype=float)
+    scale = 1e6 if unit else 1.0
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.errorbar(score / scale, 100 * np.asarray(truth), yerr=100 * np.asarray(truth_std), fmt="o", ms=4,
+                alpha=0.8, capsize=2, lw=0.8)
+    ax.set_xlabel(f"{name} ({unit}, millions)" if unit else name)
+    ax.set_ylabel("true top-1 (%, mean over seeds; bars: seed std)")
+    ax.set_title(f"{name}: Kendall tau {tau['value']:.3f} [{tau['lo']:.3f}, {tau['hi']:.3f}]")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

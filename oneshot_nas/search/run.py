@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..agreement import kendall_tau_test
 from ..cost.latency import LatencyTable
 from ..cost.limits import Limits
 from ..cost.model import CostModel, format_value
@@ -32,7 +33,7 @@ from .objective import Objective
 from .scoring import CandidateEvaluator, SupernetScorer
 from .settings import SearchSettings, run_strategy  # noqa: F401  (SearchSettings: importable from here)
 from .strategies import first_feasible
-from .zero_cost import BNScores, kendall_tau
+from .zero_cost import BNScores
 
 log = logging.getLogger(__name__)
 OUTPUTS = ("search.jsonl", "summary.json", "search.log")   # what starting again in a folder removes
@@ -277,5 +278,5 @@ class SearchRun:
 
 def _tau(records):
     pairs = [(r["bn_score"], r["accuracy"]) for r in records if r.get("accuracy") is not None]
-    result = kendall_tau(*zip(*pairs)) if len(pairs) >= 3 else None
+    result = kendall_tau_test(*zip(*pairs)) if len(pairs) >= 3 else None
     return None if result is None else {"tau": result[0], "p_value": result[1], "candidates": len(pairs)}

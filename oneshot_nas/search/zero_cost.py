@@ -1,4 +1,4 @@
-"""Zero-cost scoring of supernet paths from BatchNorm scaling factors (BN-NAS), and rank agreement.
+"""Zero-cost scoring of supernet paths from BatchNorm scaling factors (BN-NAS).
 
 BN-NAS (Chen et al., 2021) ranks candidates by the magnitude of the BN scaling factors gamma they
 learnt in the supernet: an op whose output the network scales up matters more. Here a block at
@@ -32,13 +32,3 @@ class BNScores:
     def score(self, arch):
         return float(self.table[self._rows, arch.blocks, arch.channels].mean())
 
-
-def kendall_tau(a, b):
-    """(tau, p-value) of two score lists over the same candidates; None when fewer than 3 or when
-    one list is constant (no ranking to compare)."""
-    from scipy.stats import kendalltau
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None
-    result = kendalltau(a, b)
-    return float(result.statistic), float(result.pvalue)
