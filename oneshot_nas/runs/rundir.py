@@ -125,6 +125,8 @@ class RunDir:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                  for k, v in record.items()}
         clean.setdefault("time", round(time.time(), 3))
+        with writing(name, self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
         with writing(name, self.path), open(self.path / name, "a") as f:
             f.write(json.dumps(clean, default=str) + "\n")
 
