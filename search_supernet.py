@@ -36,9 +36,10 @@ def parse_args(argv):
     g = p.add_argument_group("strategy (docs/search.md)")
     g.add_argument("--strategy", default=default("strategy"), choices=STRATEGIES,
                    help="genetic: evolution in the SPOS style; regularized: aging evolution; random: the baseline")
-    g.add_argument("--score", default="acc", choices=("acc", "bn"),
-                   help="acc: top-1 after BN recalibration; bn: zero-cost BN-NAS score (no data), "
-                        "then the best --rescore are scored by accuracy")
+    g.add_argument("--score", default="acc", choices=("acc", "nll", "bn"),
+                   help="acc: top-1 after BN recalibration; nll: minus the mean cross-entropy (finer than "
+                        "top-1 on an easy split); bn: zero-cost BN-NAS score (no data), then the best "
+                        "--rescore are scored by accuracy")
     g.add_argument("--rescore", type=int, default=default("rescore"), help="with --score bn: how many to rescore")
     g.add_argument("--population", type=int, default=default("population"),
                    help="candidates per generation (regularized: the population queue)")

@@ -79,7 +79,7 @@ def truth_main(args):
         arch_seed=args.arch_seed, stratify=args.stratify, include=tuple(args.include), limits=budget_from(args),
         baseline=args.baseline, bits=args.bits, latency_table=args.latency_table, init=args.init,
         rec_train=args.rec_train, rec_train_idx=args.rec_train_idx, rec_val=args.rec_val,
-        rec_val_idx=args.rec_val_idx, data_dir=args.data_dir, kv_store=args.kv_store,
+        rec_val_idx=args.rec_val_idx, data_dir=args.data_dir, digits_view=args.digits_view, kv_store=args.kv_store,
         cache="" if args.no_cache else args.cache, claim_timeout=args.claim_timeout, save_dir=args.save_dir,
         progress=False if args.no_progress else None)
     table = GroundTruthRun(settings, settings_from(args), devices_from(args)).prepare()
@@ -96,7 +96,7 @@ def score_main(args):
     settings = RankingSettings(
         supernet=args.supernet, truth=args.truth, space=args.space, rec_train=args.rec_train,
         rec_train_idx=args.rec_train_idx, rec_val=args.rec_val, rec_val_idx=args.rec_val_idx,
-        data_dir=args.data_dir, num_classes=args.num_classes, update_bn_images=args.update_bn_images,
+        data_dir=args.data_dir, digits_view=args.digits_view, num_classes=args.num_classes, update_bn_images=args.update_bn_images,
         search_val_images=args.search_val_images, search_on_val=args.search_on_val, batch_size=args.batch_size,
         scores=scores, top_k=args.top_k or RankingSettings.top_k, top_k_given=args.top_k is not None,
         resamples=args.resamples, bootstrap_seed=args.bootstrap_seed, save_dir=args.save_dir,

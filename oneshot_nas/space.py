@@ -322,6 +322,11 @@ PRESETS = {
     "tiny": SearchSpace("tiny", stage_channels=(16, 32, 64, 128), first_conv=8, last_conv=256,
                         input_size=32, num_classes=10, se=True, last_block="mobilenetv3",
                         dropout=0.2),
+    # `tiny` with one block per stage: the quickstart's demo, where supernet and standalone training
+    # converge in seconds on the digits (docs/ranking.md)
+    "tiny4": SearchSpace("tiny4", stage_repeats=(1, 1, 1, 1), stage_channels=(16, 32, 64, 128), first_conv=8,
+                         last_conv=256, input_size=32, num_classes=10, se=True, last_block="mobilenetv3",
+                         dropout=0.2),
 }
 
 

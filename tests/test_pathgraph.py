@@ -132,3 +132,16 @@ def test_a_subnet_is_its_own_path_and_counts_top_k(rng):
         PathGraph(net, random_arch("tiny", rng))
     with pytest.raises(TypeError, match="SuperNet or a SubNet"):
         PathPieces(object())
+
+
+def test_nll_counts_the_cross_entropy_of_the_true_labels(rng):
+    net = SubNet(random_arch("tiny", rng))
+    net.initialize(mx.init.MSRAPrelu())
+    x = mx.nd.array(rng.normal(size=(10, 3, 32, 32)))
+    labels = rng.integers(0, 10, 10)
+    logits = net(x).asnumpy().astype(np.float64)
+    logp = logits - logits.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    top1, top5, n, nll = PathGraph(net).counts([(x[:6], labels[:6]), (x[6:], labels[6:])], nll=True)
+    assert n == 10 and nll == pytest.approx(-logp[np.arange(10), labels].sum(), rel=1e-4)
+    assert (top1, top5, n) == PathGraph(net).counts([(x, labels)])

@@ -47,3 +47,26 @@ def test_bad_image_folders_are_one_line(tmp_path):
     (root / "val" / "fox").mkdir()
     with pytest.raises(UserError, match=r"classes the training set lacks: \['fox'\]"):
         resolve_dataset(data_dir=root, cache=tmp_path / "cache")
+
+
+def _labels(records):
+    reader = mx.recordio.MXIndexedRecordIO(str(records.idx), str(records.rec), "r")
+    out = [mx.recordio.unpack(reader.read_idx(k)) for k in records.keys()]
+    reader.close()
+    return np.array([h.label for h, _ in out], dtype=int), {image for _, image in out}
+
+
+def test_few_shot_digits_train_on_one_fold_and_rank_on_a_file_nothing_trains_on(tmp_path):
+    default = resolve_dataset(cache=tmp_path)
+    few = resolve_dataset(cache=tmp_path, digits_view="few-shot")
+    assert (len(default.train), len(default.val), default.search) == (1438, 359, None)
+    assert (len(few.train), len(few.search), len(few.val)) == (359, 719, 719)
+    files = [_labels(r) for r in (few.train, few.search, few.val)]
+    counts = [np.bincount(labels, minlength=10) for labels, _ in files]
+    assert all((c > 15).all() for c in counts)                                 # every class in every file
+    images = [png for _, png in files]
+    assert len(images[0] | images[1] | images[2]) == sum(map(len, images)) > 1700   # disjoint files
+    again = resolve_dataset(cache=tmp_path, digits_view="few-shot")              # packed once, same files
+    assert again.train.rec == few.train.rec and (_labels(again.val)[0] == _labels(few.val)[0]).all()
+    with pytest.raises(UserError, match="unknown view of the digits 'fewshot'.*default, few-shot"):
+        resolve_dataset(cache=tmp_path, digits_view="fewshot")

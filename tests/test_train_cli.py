@@ -38,7 +38,7 @@ def tiny_arch(tmp_path_factory):
 
 @pytest.mark.parametrize("flags, message", [
     (["--gpus", "0"], "this MXNet build has no GPU support"),
-    (["--space", "huge"], "unknown search space 'huge'; choose one of: oneshot, oneshot+, tiny"),
+    (["--space", "huge"], "unknown search space 'huge'; choose one of: oneshot, oneshot+, tiny, tiny4"),
     (["--rec-train", "nowhere/train.rec", "--rec-train-idx", "nowhere/train.idx",
       "--rec-val", "nowhere/val.rec", "--rec-val-idx", "nowhere/val.idx"], "nowhere/train.rec does not exist"),
     (["--rec-train", "nowhere/train.rec"], "3 of them are not given (--rec-train-idx / --rec-val / --rec-val-idx)"),
@@ -205,3 +205,12 @@ def test_a_run_whose_start_failed_can_be_started_again(small, tmp_path, capsys):
                                                       "--calib-images", "32", "-j", "1", "--no-progress",
                                                       "--save-dir", str(save)])
     assert len(history) == 1 and (save / "checkpoint").is_dir()
+
+
+def test_val_every_validates_on_its_epochs_and_always_on_the_last(tiny_arch, small, tmp_path):
+    save = tmp_path / "every"
+    history = train_subnet.main([str(tiny_arch), "--num-epochs", "5", "--val-every", "2", "--batch-size", "64",
+                                 "--save-dir", str(save), "--no-progress"] + rec_flags(small))
+    assert [r["epoch"] for r in history if "val_top1" in r] == [1, 3, 4]
+    assert read_meta(save / "tiny-net.params")["record"]["top1"] == history[-1]["val_top1"]
+    assert (save / "curves.png").is_file()

@@ -119,6 +119,9 @@ def add_data_flags(parser, title="data (default: the embedded digits)"):
     data.add_argument("--rec-val-idx", help="its index (.idx)")
     data.add_argument("--data-dir", help="an image folder with train/ and val/ class folders")
     data.add_argument("--num-classes", type=int, help="classifier size (default: the space's)")
+    data.add_argument("--digits-view", default="default", choices=("default", "few-shot"),
+                      help="the embedded digits: default 1,438 train / 359 val; few-shot 359 train, 719 "
+                           "that rank search candidates, 719 val (docs/ranking.md)")
     return data
 
 
@@ -170,6 +173,8 @@ def add_training_flags(parser, epochs, batch_size, lr, save_dir, sessions=True):
         rec.add_argument("--stop-after-epoch", type=int, default=None,
                          help="end this session after that epoch (continue later with --resume)")
     rec.add_argument("--val-images", type=int, default=0, help="validate on this many images (0: all)")
+    rec.add_argument("--val-every", type=int, default=1, metavar="EPOCHS",
+                     help="validate every EPOCHS-th epoch (and always the last of a session)")
     if sessions:
         rec.add_argument("--dump-worker-params", metavar="DIR",
                          help="every worker also writes its final parameters to DIR/worker-RANK.params")
@@ -201,7 +206,8 @@ def settings_from(args):
                     lr_decay=args.lr_decay, lr_decay_epochs=decay_epochs, optimizer=args.optimizer,
                     momentum=args.momentum, wd=args.wd, no_wd=args.no_wd,
                     label_smoothing=args.label_smoothing, dtype=args.dtype, seed=args.seed,
-                    threads=args.num_workers, val_images=args.val_images, log_interval=args.log_interval,
+                    threads=args.num_workers, val_images=args.val_images, val_every=args.val_every,
+                    log_interval=args.log_interval,
                     save_frequency=args.save_frequency)
 
 
@@ -229,5 +235,6 @@ def dataset_from(args, space):
     """The dataset the data flags name (the embedded digits without any) for a space."""
     from ..data.sources import resolve_dataset
     return resolve_dataset(rec_train=args.rec_train, rec_train_idx=args.rec_train_idx, rec_val=args.rec_val,
-                           rec_val_idx=args.rec_val_idx, data_dir=args.data_dir, num_classes=space.num_classes,
+                           rec_val_idx=args.rec_val_idx, data_dir=args.data_dir, digits_view=args.digits_view,
+                           num_classes=space.num_classes,
                            input_size=space.input_size)

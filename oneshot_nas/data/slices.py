@@ -141,12 +141,24 @@ def plan_search_split(dataset, update_bn_images=None, search_val_images=None, se
     `search_on_val` the split is the first `search_val_images` validation images (all by default),
     which makes the final validation figure optimistic.
 
+    A dataset with a file of its own for the search (`Dataset.search`, e.g. the few-shot digits)
+    ranks on that file instead (its first `search_val_images`, all by default) and recalibrates BN on
+    the training records.
+
     With `second_split`, `second_split_images` more (default: as many as the split) follow the split
     in the same order (the next training records, or the next validation images with
     `search_on_val`), and calibration starts after them: the same permutation, cut in three.
     """
     order = training_order(dataset, seed)
-    if search_on_val:
+    own = getattr(dataset, "search", None) is not None and not search_on_val
+    if own:             # a dataset with a file of its own to rank on: neither trained on nor reported
+        pool = dataset.search.keys()
+        count = len(pool) if search_val_images is None else search_val_images
+        if count <= 0 or not pool:
+            raise UserError(f"the search split is empty: {dataset.search.rec} holds {len(pool)} images "
+                            f"and search_val_images is {search_val_images}", settings="search_val_images")
+        rest = order
+    elif search_on_val:
         log.warning("searching on the validation set: candidates are ranked on it, so the validation "
                     "accuracy of the winner is no longer an unbiased estimate; report it as such")
         pool = dataset.val.keys()
@@ -167,11 +179,11 @@ def plan_search_split(dataset, update_bn_images=None, search_val_images=None, se
         wanted = count if second_split_images is None else second_split_images
         second = pool[count:count + wanted]
         if wanted <= 0 or len(second) < wanted:
-            where = "validation" if search_on_val else "training"
+            where = "search" if own else "validation" if search_on_val else "training"
             raise UserError(f"the second split needs {wanted} {where} images after the {len(split)} of "
                             f"the search split, but {len(pool) - len(split)} are left; use fewer "
                             "(at least 1)", settings=("rescore_images", "search_val_images"))
-    if not search_on_val:
+    if not (search_on_val or own):
         rest = order[len(split) + len(second):]
         if not rest:
             taken = f" and the second split's {len(second)} take" if second else " takes"
@@ -182,19 +194,19 @@ def plan_search_split(dataset, update_bn_images=None, search_val_images=None, se
     if calib <= 0:
         raise UserError(f"update_bn_images={update_bn_images}: BN recalibration needs at least one image",
                         settings="update_bn_images")
-    return SplitPlan(tuple(sorted(split)), tuple(sorted(rest[:calib])), "val" if search_on_val else "train",
-                     tuple(sorted(second)))
+    source = "search" if own else "val" if search_on_val else "train"
+    return SplitPlan(tuple(sorted(split)), tuple(sorted(rest[:calib])), source, tuple(sorted(second)))
 
 
 def load_search_data(dataset, plan, input_size, progress=False):
     """Decode the slices of `plan` once (see ImageSlice)."""
-    records = dataset.val if plan.source == "val" else dataset.train
+    records = {"val": dataset.val, "search": getattr(dataset, "search", None)}.get(plan.source) or dataset.train
     split = ImageSlice.load(dataset, records, plan.split_keys, input_size, progress)
     calibration = ImageSlice.load(dataset, dataset.train, plan.calibration_keys, input_size, progress)
     second = (ImageSlice.load(dataset, records, plan.second_keys, input_size, progress)
               if plan.second_keys else None)
     log.info("search split: %d %s images;%s BN recalibration: %d training images (decoded once)",
-             len(split), "validation" if plan.source == "val" else "held-out training",
+             len(split), {"val": "validation", "search": "search-file"}.get(plan.source, "held-out training"),
              f" second split: {len(second)} more;" if second else "", len(calibration))
     return SearchData(calibration, split, plan.source, second)
 

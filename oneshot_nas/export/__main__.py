@@ -62,11 +62,11 @@ def _dataset(args, needed, num_classes):
     """The dataset the flags name (the embedded digits without flags). Only int8 and BN
     recalibration need one; the checks can fall back to noise when the digits do not fit."""
     flags = dict(rec_train=args.rec_train, rec_train_idx=args.rec_train_idx, rec_val=args.rec_val,
-                 rec_val_idx=args.rec_val_idx, data_dir=args.data_dir)
+                 rec_val_idx=args.rec_val_idx, data_dir=args.data_dir, digits_view=args.digits_view)
     try:
         return data.resolve_dataset(num_classes=num_classes, **flags)
     except UserError:
-        if needed or any(flags.values()):
+        if needed or any(v for k, v in flags.items() if k != "digits_view"):
             raise
         return None
 

@@ -162,12 +162,16 @@ class PathGraph:
         outs = [self._run(part, ctx)[0] for part, ctx in zip(self._parts(data), self.contexts)]
         return mx.nd.concat(*[o.as_in_context(mx.cpu()) for o in outs], dim=0)
 
-    def counts(self, batches, k=5):
+    def counts(self, batches, k=5, nll=False):
         """(top-1 hits, top-k hits, images) over (data, labels) batches (MXNet's accuracy metrics,
-        kept as counts so that workers can add them up)."""
-        top1, topk = mx.metric.Accuracy(), None
+        kept as counts so that workers can add them up); with `nll`, also the summed cross-entropy
+        of the true labels (a finer score than top-1, which ties on an easy split)."""
+        top1, topk, nll_sum = mx.metric.Accuracy(), None, 0.0
         for data, labels in batches:
             logits = self.predict(data).astype("float32")
+            if nll:
+                nll_sum += float(-mx.nd.pick(mx.nd.log_softmax(logits, axis=1),
+                                             mx.nd.array(labels), axis=1).sum().asscalar())
             labels = [mx.nd.array(labels)]
             top1.update(labels, [logits])
             if topk is None and min(k, logits.shape[1]) > 1:
@@ -175,7 +179,8 @@ class PathGraph:
             if topk is not None:
                 topk.update(labels, [logits])
         hits_k = top1.sum_metric if topk is None else topk.sum_metric
-        return int(top1.sum_metric), int(hits_k), int(top1.num_inst)
+        out = int(top1.sum_metric), int(hits_k), int(top1.num_inst)
+        return out + (nll_sum,) if nll else out
 
     def store_statistics(self):
         """Write the calibrated running statistics into the SubNet this graph was made of (e.g. a

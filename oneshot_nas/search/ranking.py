@@ -60,12 +60,27 @@ class ScoreContext:
     supernet: object
     costs: CostModel
     evaluator: CandidateEvaluator = None
+    memo: dict = field(default_factory=dict)
+
+
+def _evaluated(context, arch):
+    """The evaluator's result for `arch`, once per architecture (the scores below share it)."""
+    key = str(arch)
+    if key not in context.memo:
+        context.memo[key] = context.evaluator.evaluate(arch)
+    return context.memo[key]
 
 
 @score("supernet_top1", "top-1 on the search split after BN recalibration (what the search ranks by)",
        needs_data=True)
 def _supernet_top1(context):
-    return lambda arch: context.evaluator.evaluate(arch)["accuracy"]
+    return lambda arch: _evaluated(context, arch)["accuracy"]
+
+
+@score("supernet_nll", "minus the mean cross-entropy on the search split after BN recalibration "
+       "(search --score nll)", needs_data=True)
+def _supernet_nll(context):
+    return lambda arch: -_evaluated(context, arch)["nll"]
 
 
 @score("bn_score", "BN-NAS: mean |gamma| of the path's BatchNorms in the supernet (zero-cost, no data)")
@@ -93,6 +108,7 @@ class RankingSettings:
     rec_val: str = None
     rec_val_idx: str = None
     data_dir: str = None
+    digits_view: str = "default"
     num_classes: int = None
     update_bn_images: int = None         # as the search: min(20000, the rest)
     search_val_images: int = None        # as the search: min(10000, 1/5 of training)
@@ -155,7 +171,7 @@ class RankingRun:
         self.dataset = self.plan = None
         if any(SCORES[name].needs_data for name in s.scores):
             self.dataset = resolve_dataset(rec_train=s.rec_train, rec_train_idx=s.rec_train_idx, rec_val=s.rec_val,
-                                           rec_val_idx=s.rec_val_idx, data_dir=s.data_dir,
+                                           rec_val_idx=s.rec_val_idx, data_dir=s.data_dir, digits_view=s.digits_view,
                                            num_classes=s.num_classes or space.num_classes)
             self.plan = plan_search_split(self.dataset, s.update_bn_images, s.search_val_images, s.search_on_val)
             trained_on = self.rows[0].recipe.get("dataset", {}).get("name")

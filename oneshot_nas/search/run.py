@@ -94,9 +94,9 @@ class SearchRun:
         first_feasible(self.choices, np.random.default_rng(s.seed), self.limits, s.max_tries)  # jointly
         self.objective = Objective.make(s.objective, self.limits, self.choices, s.cost_metric, s.cost_weight)
         self.dataset = self.plan = None
-        if s.score == "acc" or s.rescore > 0:
+        if s.score != "bn" or s.rescore > 0:
             self.dataset = resolve_dataset(rec_train=s.rec_train, rec_train_idx=s.rec_train_idx,
-                                           rec_val=s.rec_val, rec_val_idx=s.rec_val_idx, data_dir=s.data_dir,
+                                           rec_val=s.rec_val, rec_val_idx=s.rec_val_idx, data_dir=s.data_dir, digits_view=s.digits_view,
                                            num_classes=s.num_classes or space.num_classes,
                                            input_size=space.input_size)
             self.plan = plan_search_split(self.dataset, s.update_bn_images, s.search_val_images,
@@ -141,8 +141,8 @@ class SearchRun:
             evaluator = CandidateEvaluator(self.supernet, data, self.contexts, s.batch_size * len(self.contexts))
         self.bn_scores = BNScores(self.supernet)
         scorer = SupernetScorer(self.space, self.costs, self.objective, self.bn_scores,
-                                evaluator if s.score == "acc" else None, self.workers,
-                                progress=self.workers.is_chief)
+                                evaluator if s.score != "bn" else None, self.workers,
+                                progress=self.workers.is_chief, by_nll=s.score == "nll")
         history = self._evolve(scorer)
         ranked = history.ranked()
         if s.score == "bn" and s.rescore > 0:
@@ -200,7 +200,7 @@ class SearchRun:
         done = {r["arch"]: r for r in self.records if r.get("stage") == SECOND_SPLIT}
         todo = [r for r in top if r["arch"] not in done]
         scorer = SupernetScorer(self.space, self.costs, self.objective, self.bn_scores, evaluator,
-                                self.workers, progress=self.run is not None)
+                                self.workers, progress=self.run is not None, by_nll=self.settings.score == "nll")
         scorer.label = f"re-scoring the best {len(top)} on the second split"
         fresh = scorer([Architecture.from_str(r["arch"], self.space).genes for r in todo]) if todo else []
         for old, new in zip(todo, fresh):

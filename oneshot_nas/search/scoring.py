@@ -33,9 +33,9 @@ class CandidateEvaluator:
         t1 = time.perf_counter()
         graph.calibrate(self.data.calibration.batches(self.batch_size))
         t2 = time.perf_counter()
-        right, _, seen = graph.counts(self.data.split.batches(self.batch_size), k=1)
+        right, _, seen, nll = graph.counts(self.data.split.batches(self.batch_size), k=1, nll=True)
         t3 = time.perf_counter()
-        result = {"accuracy": right / seen, "correct": right, "images": seen,
+        result = {"accuracy": right / seen, "nll": nll / seen, "correct": right, "images": seen,
                   "extract_seconds": t1 - t0, "recal_seconds": t2 - t1, "eval_seconds": t3 - t2}
         for name, images in (also or {}).items():
             right, _, seen = graph.counts(images.batches(self.batch_size), k=1)
@@ -44,7 +44,7 @@ class CandidateEvaluator:
 
 
 FIELDS = ("accuracy", "correct", "images", "bn_score", "extract_seconds", "recal_seconds",
-          "eval_seconds", "seconds")
+          "eval_seconds", "seconds", "nll")
 
 
 class SupernetScorer:
@@ -56,8 +56,10 @@ class SupernetScorer:
     latency_ms, accuracy, bn_score, score (the objective), seconds, worker.
     """
 
-    def __init__(self, space, costs, objective, bn_scores, evaluator=None, workers=None, progress=True):
+    def __init__(self, space, costs, objective, bn_scores, evaluator=None, workers=None, progress=True,
+                 by_nll=False):
         self.space, self.costs, self.objective = space, costs, objective
+        self.by_nll = by_nll            # rank by -cross-entropy on the split instead of top-1
         self.bn_scores, self.evaluator = bn_scores, evaluator
         self.workers = workers or Workers()
         self.progress = progress
@@ -81,12 +83,14 @@ class SupernetScorer:
         values = self.costs.measure(arch)
         result = dict(zip(FIELDS, row[:-1]))
         accuracy = float(result["accuracy"]) if self.evaluator else None
-        score = self.objective(accuracy, values) if self.evaluator else float(result["bn_score"])
+        quality = -float(result["nll"]) if self.by_nll and self.evaluator else accuracy
+        score = self.objective(quality, values) if self.evaluator else float(result["bn_score"])
         counts = {k: int(round(v)) for k, v in values.items() if METRICS[k].unit == "count"}
         record = {"arch": str(arch), **values, **counts, "accuracy": accuracy,
                   "bn_score": float(result["bn_score"]), "score": score,
                   "seconds": round(float(result["seconds"]), 4), "worker": int(row[-1]) - 1}
         if self.evaluator:
             record.update(correct=int(result["correct"]), images=int(result["images"]),
+                          nll=round(float(result["nll"]), 6),
                           **{k: round(float(result[k]), 4) for k in FIELDS[4:7]})
         return record

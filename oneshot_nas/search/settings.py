@@ -12,7 +12,7 @@ from .strategies import genetic_search, random_search, regularized_search
 STRATEGIES = ("genetic", "regularized", "random")
 OWN = {"genetic": ("topk", "random_select", "crossover", "mutation", "mutation_prob"),
        "regularized": ("sample_size", "children_per_step")}      # settings only that strategy uses
-SCORES = ("acc", "bn")
+SCORES = ("acc", "nll", "bn")
 HALVES = ("both", "blocks", "channels")
 
 
@@ -26,13 +26,14 @@ class SearchSettings:
     rec_val: str = None
     rec_val_idx: str = None
     data_dir: str = None
+    digits_view: str = "default"       # the view of the embedded digits (data/sources.DIGITS_VIEWS)
     num_classes: int = None
     update_bn_images: int = None         # BN calibration images (default min(20000, the rest))
     search_val_images: int = None        # the held-out split (default min(10000, 1/5 of training))
     search_on_val: bool = False
     batch_size: int = 128                # per device
     strategy: str = "regularized"        # measured best: docs/search.md, python -m oneshot_nas.bench strategies
-    score: str = "acc"                   # 'acc' or the zero-cost 'bn' score
+    score: str = "acc"                   # 'acc' (top-1), 'nll' (-cross-entropy) or the zero-cost 'bn' score
     rescore: int = free(10)              # with score 'bn': how many of the best are scored by accuracy
     population: int = 50                 # genetic, random: per generation; regularized: the queue
     generations: int = free(20)          # a resumed search may run longer
@@ -69,7 +70,7 @@ class SearchSettings:
                                      ("search", self.search, HALVES)):
             if value not in allowed:
                 raise UserError(f"{name} {value!r} is unknown; choose one of {', '.join(allowed)}")
-        if self.objective == "balanced" and self.score == "bn":
+        if self.objective == "balanced" and self.score != "acc":
             raise UserError("the balanced objective needs accuracies; it cannot rank by the BN score")
         if self.batch_size < 1 or self.topk_save < 0 or self.rescore < 0 or self.max_tries < 1:
             raise UserError("the batch size and max_tries must be at least 1, topk_save and rescore >= 0")

@@ -57,19 +57,23 @@ def plot_training_curves(rows, path, title=""):
     ax_loss.set_ylabel("cross-entropy")
     ax_loss.set_title("training loss")
 
-    def column(key):
+    def column(key, rows=rows):
         return [r.get(key) if r.get(key) is not None else float("nan") for r in rows]
     ax_acc.plot(epochs, column("train_top1"), marker=".", label="train top-1")
-    if any(r.get("val_top1_mean") is not None for r in rows):
-        ax_acc.plot(epochs, column("val_top1_mean"), marker="o", label="val top-1 (mean of paths)")
-        ax_acc.fill_between(epochs, column("val_top1_min"), column("val_top1_max"), alpha=0.25,
-                            label="val top-1 min-max")
-        ax_acc.plot(epochs, column("val_top5_mean"), marker="^", label="val top-5 (mean)")
-    if any(r.get("val_top1") is not None for r in rows):
-        ax_acc.plot(epochs, column("val_top1"), marker="o", label="val top-1")
-        ax_acc.plot(epochs, column("val_top5"), marker="^", label="val top-5")
-    if any(r.get("ref_top1") is not None for r in rows):
-        ax_acc.plot(epochs, column("ref_top1"), marker="s", label="val top-1 (reference arch)")
+    for mean, label in (("val_top1_mean", "val top-1 (mean of paths)"), ("val_top1", "val top-1"),
+                        ("ref_top1", "val top-1 (reference arch)")):
+        scored = [r for r in rows if r.get(mean) is not None]     # --val-every skips epochs
+        if not scored:
+            continue
+        xs = [r["epoch"] for r in scored]
+        ax_acc.plot(xs, column(mean, scored), marker="s" if mean == "ref_top1" else "o", label=label)
+        if mean == "val_top1_mean":
+            ax_acc.fill_between(xs, column("val_top1_min", scored), column("val_top1_max", scored),
+                                alpha=0.25, label="val top-1 min-max")
+        if mean != "ref_top1":
+            top5 = mean.replace("top1", "top5")
+            ax_acc.plot(xs, column(top5, scored), marker="^", label=label.replace("top-1", "top-5")
+                        .replace("mean of paths", "mean"))
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_ylim(0, 1)

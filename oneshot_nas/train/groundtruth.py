@@ -73,6 +73,7 @@ class TruthSettings:
     rec_val: str = free(None)
     rec_val_idx: str = free(None)
     data_dir: str = free(None)
+    digits_view: str = free("default")   # (named by content, like the other data)
     kv_store: str = free("device")
     cache: str = free(None)              # None: $ONESHOT_NAS_CACHE/groundtruth; "": no shared cache
     claim_timeout: float = free(600.0)   # seconds without a heartbeat before another host's claim is stale
@@ -138,7 +139,7 @@ class GroundTruthRun:
                      + [(a, None, True) for a in includes])     # (architecture, bin, included)
         self.seeds = list(range(self.training.seed, self.training.seed + s.seeds))
         self.dataset = resolve_dataset(rec_train=s.rec_train, rec_train_idx=s.rec_train_idx, rec_val=s.rec_val,
-                                       rec_val_idx=s.rec_val_idx, data_dir=s.data_dir,
+                                       rec_val_idx=s.rec_val_idx, data_dir=s.data_dir, digits_view=s.digits_view,
                                        num_classes=space.num_classes)
         self.recipe = recipe_of(self.training, s.init, len(self.contexts), self.dataset)
         self.key = recipe_key(self.recipe)

@@ -207,7 +207,8 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
         _check_finite(loss_sum / images, epoch, lr_at(update - 1))      # every worker sees the same sum
         workers.average_data(running_stats)
         tic = time.perf_counter()
-        val = task.validate(epoch, val_batches, contexts, workers, settings.val_images, per_worker)
+        due = (epoch + 1) % settings.val_every == 0 or epoch == last - 1
+        val = task.validate(epoch, val_batches, contexts, workers, settings.val_images, per_worker) if due else {}
         record = {"epoch": epoch, "loss": loss_sum / images, "train_top1": hits / images, **val,
                   "lr": lr_at(update - 1), **stage, "images_per_sec": images / seconds,
                   "seconds": seconds, "val_seconds": time.perf_counter() - tic, "updates": update}
