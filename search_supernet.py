@@ -9,41 +9,40 @@ stopped search without re-scoring anything. Under MXNet's launcher (python -m on
 -s S --launcher local|ssh ... python search_supernet.py --kv-store dist_sync ...) each worker scores
 its share of every generation. See docs/search.md.
 """
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # run from anywhere without install
 
-from oneshot_nas.cli import run, setup_logging  # noqa: E402
+from oneshot_nas.cli import ArgumentParser, run, setup_logging  # noqa: E402
 from oneshot_nas.cli.flags import (add_budget_flags, add_data_flags, add_search_split_flags,  # noqa: E402
-                                   budget_from)
+                                   budget_from, gpus_from)
 from oneshot_nas.cost.model import METRICS  # noqa: E402
 from oneshot_nas.search.settings import STRATEGIES, SearchSettings, default  # noqa: E402
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="search_supernet.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="search_supernet.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--supernet", required=True, help="SUPERNET.params (with SUPERNET.json beside it)")
     p.add_argument("--space", help="search space, only for a .params file without its .json")
     add_search_split_flags(add_data_flags(p, "data (default: the embedded digits)"))
     g = p.add_argument_group("devices")
     g.add_argument("--gpus", default="", help="GPU ids like 0,1; empty for the CPU")
+    g.add_argument("--num-gpus", type=int, metavar="N", help="GPUs 0..N-1 (gluoncv's spelling of --gpus)")
     g.add_argument("--batch-size", type=int, default=128, help="images per device per step")
     g.add_argument("--kv-store", default="none", choices=("none", "dist_sync", "dist_device_sync"),
                    help="dist_*: each worker of MXNet's launcher scores its share of a generation")
     g = p.add_argument_group("strategy (docs/search.md)")
-    g.add_argument("--strategy", default=default("strategy"), choices=STRATEGIES,
+    g.add_argument("--strategy", "--search-mode", default=default("strategy"), choices=STRATEGIES,
                    help="genetic: evolution in the SPOS style; regularized: aging evolution; random: the baseline")
     g.add_argument("--score", default="acc", choices=("acc", "nll", "bn"),
                    help="acc: top-1 after BN recalibration; nll: minus the mean cross-entropy (finer than "
                         "top-1 on an easy split); bn: zero-cost BN-NAS score (no data), then the best "
                         "--rescore are scored by accuracy")
     g.add_argument("--rescore", type=int, default=default("rescore"), help="with --score bn: how many to rescore")
-    g.add_argument("--population", type=int, default=default("population"),
+    g.add_argument("--population", "--population-size", type=int, default=default("population"),
                    help="candidates per generation (regularized: the population queue)")
-    g.add_argument("--generations", type=int, default=default("generations"),
+    g.add_argument("--generations", "--search-iters", type=int, default=default("generations"),
                    help="generations (a resume may add more); regularized: a generation is --population children")
     g.add_argument("--max-candidates", type=int, default=default("max_candidates"), metavar="N",
                    help="stop after N scored candidates (cached ones count; default: no limit)")
@@ -106,7 +105,7 @@ def main(argv=None):
     workers = Workers(args.kv_store)     # first: a worker that fails before joining hangs the others
 
     def prepare():                       # every check on every worker before anything is written
-        search = SearchRun(settings_from(args), contexts_from(args.gpus), workers)
+        search = SearchRun(settings_from(args), contexts_from(gpus_from(args)), workers)
         return search.prepare().open(args.resume, args.overwrite, vars(args))
     search = workers.check_inputs(prepare)
     summary = search.execute()

@@ -19,6 +19,7 @@ from oneshot_nas.space import load_architecture
 from oneshot_nas.train.curves import plot_run
 from oneshot_nas.train.loop import OUTPUTS, dump_worker_params
 from oneshot_nas.train.retrain import retrain
+from oneshot_nas.train.truthtable import recipe_key, recipe_of
 
 log = logging.getLogger("train_subnet")
 
@@ -67,7 +68,10 @@ def main(argv=None):
     if final is not None:
         record = {"top1": final["top1"], "top5": final["top5"], "dataset": dataset.name,
                   "epochs": args.num_epochs, "run": str(args.save_dir),
-                  "start": f"inherited from {args.inherit_from}" if args.inherit_from else "scratch"}
+                  "start": f"inherited from {args.inherit_from}" if args.inherit_from else "scratch",
+                  "seed": settings.seed,      # with the recipe's key, what a ground-truth table matches on
+                  "recipe_key": None if args.inherit_from else recipe_key(recipe_of(settings, args.init, len(contexts),
+                                                                                    dataset))}
         if run is not None:
             save_model(net, output, record)
             log.info("top-1 %.4f, top-5 %.4f on %s val; saved %s (+ %s)", record["top1"], record["top5"],

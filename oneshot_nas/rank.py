@@ -9,10 +9,9 @@
 The work is done by oneshot_nas.train.groundtruth (GroundTruthRun) and oneshot_nas.search.ranking
 (RankingRun); this module only maps flags onto them.
 """
-import argparse
 import sys
 
-from .cli import run as run_command, setup_logging
+from .cli import ArgumentParser, run as run_command, setup_logging
 from .cli.flags import (RETRAIN_DEFAULTS, add_budget_flags, add_data_flags, add_search_split_flags,
                         add_training_flags, budget_from, devices_from, finite, settings_from)
 from .cost.model import METRICS
@@ -20,11 +19,10 @@ from .space import PRESETS
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m oneshot_nas.rank", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="truth|score")
+    parser = ArgumentParser(prog="python -m oneshot_nas.rank", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="truth|score|compare")
 
     truth = commands.add_parser("truth", help="train the ground-truth table",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description="Train K architectures x S seeds standalone from scratch and write "
                                             "the ground-truth table (truth.jsonl) and its noise floor. Run the "
                                             "same command in several processes to share the work.")
@@ -38,6 +36,10 @@ def build_parser():
     g.add_argument("--arch-seed", type=int, default=0, help="seed of the draw of the architectures")
     g.add_argument("--include", action="append", default=[], metavar="ARCH",
                    help="an architecture file (models/NAME.json) or string always in the table (repeatable)")
+    g.add_argument("--reference", action="append", default=[], metavar="NET",
+                   help="a reference net trained by the same recipe and seeds into references.jsonl, what a "
+                        "searched architecture must beat: plain-8-16-32-64 (a plain CNN of those widths) or a "
+                        "gluoncv model name, e.g. mobilenetv2_0.25 (repeatable)")
     g.add_argument("--cache", help="the shared cache of results, per recipe (default "
                                    "$ONESHOT_NAS_CACHE/groundtruth, else ~/.cache/oneshot-nas/groundtruth)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the shared cache")
@@ -48,7 +50,6 @@ def build_parser():
     add_training_flags(truth, **RETRAIN_DEFAULTS, save_dir=None, sessions=False)    # train_subnet.py's
 
     score = commands.add_parser("score", help="score a supernet's ranking against a table",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description="Score the table's architectures with every score of the search "
                                             "and compare each ranking with the true one.")
     score.add_argument("--supernet", required=True, help="SUPERNET.params (with SUPERNET.json beside it)")
@@ -69,6 +70,11 @@ def build_parser():
     g.add_argument("--save-dir", help="the run folder (default logs/rank-<the supernet's folder>)")
     g.add_argument("--overwrite", action="store_true", help="start again in --save-dir")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    compare = commands.add_parser("compare", help="compare the rankings of several supernets against one table",
+                                  description="One markdown table of several `score` run folders (one supernet "
+                                              "each, one table): their training and the Kendall tau of every score.")
+    compare.add_argument("rankings", nargs="+", metavar="FOLDER", help="run folders of the score command")
+    compare.add_argument("--out", help="also write the table to this file")
     return parser
 
 
@@ -76,7 +82,8 @@ def truth_main(args):
     from .train.groundtruth import GroundTruthRun, TruthSettings
     settings = TruthSettings(
         space=args.space, num_classes=args.num_classes, archs=args.archs, seeds=args.seeds, bins=args.bins,
-        arch_seed=args.arch_seed, stratify=args.stratify, include=tuple(args.include), limits=budget_from(args),
+        arch_seed=args.arch_seed, stratify=args.stratify, include=tuple(args.include),
+        references=tuple(args.reference), limits=budget_from(args),
         baseline=args.baseline, bits=args.bits, latency_table=args.latency_table, init=args.init,
         rec_train=args.rec_train, rec_train_idx=args.rec_train_idx, rec_val=args.rec_val,
         rec_val_idx=args.rec_val_idx, data_dir=args.data_dir, digits_view=args.digits_view, kv_store=args.kv_store,
@@ -107,10 +114,20 @@ def score_main(args):
     return summary
 
 
+def compare_main(args):
+    from pathlib import Path
+    from .search.ranking import compare
+    text = compare(args.rankings)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return text
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     setup_logging()
-    return {"truth": truth_main, "score": score_main}[args.command](args)
+    return {"truth": truth_main, "score": score_main, "compare": compare_main}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from oneshot_nas.space import Architecture, get_space
 from oneshot_nas.train.groundtruth import GroundTruthRun, TruthSettings
 from oneshot_nas.train.retrain import retrain
 from oneshot_nas.train.settings import Settings
-from oneshot_nas.train.truthtable import read_table
+from oneshot_nas.train.truthtable import read_references, read_table
 from tests.conftest import ROOT
 from tests.test_train_cli import fails, rec_flags
 
@@ -129,6 +129,19 @@ def test_a_dead_processs_unit_is_taken_over_and_continues_from_its_checkpoint(sm
     assert "continuing from the checkpoint" in (tmp_path / "t" / "truth.log").read_text()
 
 
+def test_reference_nets_train_by_the_same_recipe_and_seeds_beside_the_table(small, tmp_path, capsys):
+    summary = truth(small, tmp_path / "t", "--reference", "plain-8-16-32-64", "--seeds", "1", cache=None)
+    assert summary["complete"] and summary["units"] == 4 and summary["trained"] == 4
+    (ref,) = read_references(tmp_path / "t")
+    # conv3x3 MACs per layer (16x16, 8x8, 4x4, 4x4 outputs), the classifier, the 4x4 average pool
+    macs = 3 * 8 * 9 * 256 + 8 * 16 * 9 * 64 + 16 * 32 * 9 * 16 + 32 * 64 * 9 * 16 + 64 * 10 + 64 * 16
+    assert ref.name == "plain-8-16-32-64" and ref.seeds == (0,) and ref.macs == pytest.approx(macs, rel=0.01)
+    assert ref.recipe_key == summary["recipe_key"] == read_table(tmp_path / "t")[0].recipe_key
+    unit = read_jsonl(tmp_path / "t" / "units" / "plain-8-16-32-64" / "seed-0" / "metrics.jsonl")
+    assert unit[-1]["val_top1"] == ref.top1[0]
+    assert "plain-8-16-32-64" in capsys.readouterr().out        # printed with the table
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--archs", "1"], "1 architectures: a ranking needs at least 2 (--archs)"),
     (["--seeds", "0"], "0 seeds: train every architecture at least once (--seeds)"),
@@ -139,6 +152,8 @@ def test_a_dead_processs_unit_is_taken_over_and_continues_from_its_checkpoint(sm
      "is of space 'oneshot+', but the table is of space 'tiny'"),
     (["--claim-timeout", "10"], "claim timeout 10.0 s"),
     (["--rec-train", "nowhere.rec"], "3 of them are not given"),
+    (["--reference", "plain-8-x"], "reference net 'plain-8-x': give the widths of its layers"),
+    (["--reference", "resnet999"], "unknown reference net 'resnet999'"),
 ])
 def test_bad_input_stops_before_anything_is_written(flags, message, tmp_path, capsys):
     fails(rank.main, ["truth", "--archs", "4", *QUICK, "--save-dir", str(tmp_path / "t"), *flags], capsys, message)
@@ -149,9 +164,7 @@ def test_bad_input_stops_before_anything_is_written(flags, message, tmp_path, ca
                                             (["--stop-after-epoch", "1"], "unrecognized arguments"),
                                             (["--kv-store", "dist_sync"], "invalid choice: 'dist_sync'")])
 def test_flags_that_do_not_fit_are_refused_by_the_parser(flags, message, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        rank.main(["truth", "--save-dir", str(tmp_path / "t"), *flags])
-    assert message in capsys.readouterr().err
+    fails(rank.main, ["truth", "--save-dir", str(tmp_path / "t"), *flags], capsys, message)
     assert not (tmp_path / "t").exists()
 
 
@@ -161,9 +174,9 @@ def recipe_flags(script):
     return {flag: value for flag, value in flags if flag not in TABLE_FLAGS}
 
 
-TABLE_FLAGS = ("--space", "--max-macs", "--archs", "--seeds", "--save-dir")
+TABLE_FLAGS = ("--space", "--archs", "--seeds", "--reference", "--save-dir")
 
 
 def test_the_table_script_retrains_with_the_recipe_of_train_subnet():
     assert recipe_flags("truth_table.sh") == recipe_flags("train_subnet.sh")
-    assert recipe_flags("train_subnet.sh")["--num-epochs"] == "8"
+    assert recipe_flags("train_subnet.sh")["--num-epochs"] == "40"

@@ -130,7 +130,7 @@ def test_a_subnet_is_its_own_path_and_counts_top_k(rng):
                                int((ranks[:, :5] == labels[:, None]).any(axis=1).sum()), 12)
     with pytest.raises(UserError, match="has no path"):
         PathGraph(net, random_arch("tiny", rng))
-    with pytest.raises(TypeError, match="SuperNet or a SubNet"):
+    with pytest.raises(TypeError, match="a SuperNet, a SubNet or another HybridBlock"):
         PathPieces(object())
 
 

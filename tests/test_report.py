@@ -6,9 +6,11 @@ import pytest
 import search_supernet
 import train_subnet
 import train_supernet
+from oneshot_nas import rank
 from oneshot_nas.export import __main__ as export
 from oneshot_nas.errors import UserError
 from oneshot_nas.runs.report import build_report
+from oneshot_nas.train.truthtable import read_references, read_table
 from profiling import score
 from tests.test_train_cli import rec_flags
 
@@ -44,6 +46,22 @@ def test_report_reads_every_step(small, tmp_path):
     assert f"{profile['totals']['macs']:,}" in text
     assert (out / "sampled_paths.png").stat().st_size > 10000
     assert "![sampled architectures](sampled_paths.png)" in text
+    assert "no ground-truth table given" in text
+
+    # a ground-truth table trained by the retraining's recipe: the winner next to its architectures
+    quick = ["--num-epochs", "1", "--batch-size", "32", "-j", "1", "--no-progress", "--no-cache", "--seeds", "1"]
+    rank.main(["truth", *data, *quick, "--archs", "3", "--reference", "plain-8-16", "--save-dir", str(tmp_path / "t")])
+    text = build_report(out, truth=tmp_path / "t").read_text()
+    others = [r.top1[0] for r in read_table(tmp_path / "t") if str(r.arch) != winner["arch"]]
+    beaten = sum(t < winner["record"]["top1"] for t in others)
+    assert f"| the winner beats | {beaten} of {len(others)} " in text
+    (plain,) = read_references(tmp_path / "t")
+    assert f"| reference net `plain-8-16` ({plain.macs / 1e6:.3g}M MACs" in text
+    # another recipe is not compared
+    rank.main(["truth", *data, *quick, "--archs", "2", "--lr", "0.05", "--save-dir", str(tmp_path / "t2")])
+    assert "its training recipe differs from the table's" in build_report(out, truth=tmp_path / "t2").read_text()
+    with pytest.raises(UserError, match="ground-truth table nowhere does not exist"):
+        build_report(out, truth="nowhere")
 
 
 def test_report_of_a_missing_run_says_what_to_do(tmp_path):

@@ -195,3 +195,12 @@ def test_bad_input_gets_one_clear_message(tmp_path, supernet_path, capsys):
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith("error: model file") and "none.params does not exist" in err
     assert "Traceback" not in err
+
+
+def test_the_oneshot_plus_spellings_of_search_flags_mean_ours():
+    theirs = search_supernet.parse_args(["--supernet", "s.params", "--search-mode", "random", "--population-size",
+                                         "8", "--flop-max", "0.3M", "--param-max", "60K"])
+    ours = search_supernet.parse_args(["--supernet", "s.params", "--strategy", "random", "--population", "8",
+                                       "--max-macs", "0.3M", "--max-params", "60K"])
+    assert search_supernet.settings_from(theirs) == search_supernet.settings_from(ours)
+    assert search_supernet.settings_from(ours).limits == {"macs": (None, 0.3e6), "params": (None, 6e4)}

@@ -22,9 +22,10 @@ def random_arch(space, rng):
 def test_preset_topology(name):
     space = get_space(name)
     pos = space.positions
-    assert len(pos) == 20 and space.stage_repeats == (4, 4, 8, 4)
-    firsts = [0, 4, 8, 16]
-    assert [p.stride for p in pos] == [2 if i in firsts else 1 for i in range(20)]
+    assert space.stage_repeats == ((1, 1, 1, 1) if name == "tiny4" else (4, 4, 8, 4))
+    assert len(pos) == sum(space.stage_repeats)
+    firsts = np.cumsum((0,) + space.stage_repeats[:-1]).tolist()    # the first block of a stage halves
+    assert [p.stride for p in pos] == [2 if i in firsts else 1 for i in range(len(pos))]
     for p in pos:
         assert p.c_out == space.stage_channels[p.stage]
         if p.stride == 2:

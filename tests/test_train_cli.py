@@ -1,6 +1,7 @@
 """train_supernet.py and train_subnet.py driven in-process: bad input stops before anything is
 written, a run leaves its record, and retraining a fixed architecture learns."""
 import json
+import re
 
 import mxnet as mx
 import pytest
@@ -8,6 +9,7 @@ import pytest
 import train_subnet
 import train_supernet
 from oneshot_nas.cli import run
+from oneshot_nas.errors import UserError
 from oneshot_nas.runs.modelfile import load_model, read_meta
 from oneshot_nas.runs.rundir import read_jsonl
 from oneshot_nas.space import Architecture, get_space, save_architecture
@@ -214,3 +216,18 @@ def test_val_every_validates_on_its_epochs_and_always_on_the_last(tiny_arch, sma
     assert [r["epoch"] for r in history if "val_top1" in r] == [1, 3, 4]
     assert read_meta(save / "tiny-net.params")["record"]["top1"] == history[-1]["val_top1"]
     assert (save / "curves.png").is_file()
+
+
+def test_gluoncv_and_oneshot_plus_spellings_mean_ours_or_say_what_to_type(capsys):
+    from oneshot_nas.cli.flags import settings_from
+    args = train_supernet.build_parser().parse_args(["--lr-mode", "step", "--lr-decay-period", "10",
+                                                     "--num-epochs", "35"])
+    assert settings_from(args).lr_decay_epochs == (10.0, 20.0, 30.0)
+    both = train_supernet.build_parser().parse_args(["--lr-decay-period", "10", "--lr-decay-epoch", "5"])
+    with pytest.raises(UserError, match="both place the decays"):
+        settings_from(both)
+    for flag, advice in ((["--train-upper-constraints", "flops-330-params-5.0"], "--max-macs 330M --max-params 5M"),
+                         (["--use-se"], "--space oneshot+ has it"), (["--use-rec"], "RecordIO is read whenever"),
+                         (["--block-choices", "0,1"], "one architecture is one string or file")):
+        with pytest.raises(UserError, match=f"{flag[0]} is not a flag of .*{re.escape(advice)}"):
+            train_supernet.build_parser().parse_args(flag)

@@ -16,6 +16,9 @@ from .. import cli
 from ..errors import UserError
 
 ALIASES = {"flops": "macs", "score": "micronet_score"}    # old budget names -> costs
+# the OneShot+ MXNet scripts' spellings of the same flags (docs/flags.md)
+SPELLINGS = {"--max-params": ("--param-max",), "--min-params": ("--param-min",),
+             "--max-flops": ("--flop-max",), "--min-flops": ("--flop-min",)}
 # the defaults of retraining one architecture: train_subnet.py, and every unit of a ground-truth table
 RETRAIN_DEFAULTS = {"epochs": 8, "batch_size": 64, "lr": 0.1}
 
@@ -48,13 +51,15 @@ def add_budget_flags(parser, title="budget (costs from lookup tables; numbers ta
     group = parser.add_argument_group(title)
     for name, m in METRICS.items():
         unit = {"count": "", "ms": " (ms)", "score": ""}[m.unit]
-        group.add_argument(f"--max-{_flag(name)}", type=number, metavar="N",
+        flag = _flag(name)
+        group.add_argument(f"--max-{flag}", *SPELLINGS.get(f"--max-{flag}", ()), type=number, metavar="N",
                            help=f"at most this {m.description}{unit}")
-        group.add_argument(f"--min-{_flag(name)}", type=number, metavar="N", help="at least this")
+        group.add_argument(f"--min-{flag}", *SPELLINGS.get(f"--min-{flag}", ()), type=number, metavar="N",
+                           help="at least this")
         group.add_argument(f"--{_flag(name)}-range", metavar="LO:HI", help="both ends at once")
     for old, new in ALIASES.items():
         for kind in ("max", "min"):
-            group.add_argument(f"--{kind}-{old}", type=number, metavar="N",
+            group.add_argument(f"--{kind}-{old}", *SPELLINGS.get(f"--{kind}-{old}", ()), type=number, metavar="N",
                                help=f"alias of --{kind}-{_flag(new)}")
         group.add_argument(f"--{old}-range", metavar="LO:HI", help=f"alias of --{_flag(new)}-range")
     group.add_argument("--latency-table", metavar="JSON",
@@ -143,6 +148,8 @@ def add_training_flags(parser, epochs, batch_size, lr, save_dir, sessions=True):
     opt.add_argument("--lr-mode", choices=LR_MODES, default="cosine", help="decay after the warm-up")
     opt.add_argument("--lr-decay", type=finite, default=0.1, help="factor of --lr-mode step")
     opt.add_argument("--lr-decay-epoch", default="", help="epochs of --lr-mode step, e.g. 40,60")
+    opt.add_argument("--lr-decay-period", type=int, default=0, metavar="EPOCHS",
+                     help="--lr-mode step every EPOCHS epochs (gluoncv's spelling; instead of --lr-decay-epoch)")
     opt.add_argument("--warmup-epochs", type=finite, default=0.0, help="linear learning-rate warm-up")
     opt.add_argument("--warmup-lr", type=finite, default=0.0, help="learning rate the warm-up starts at")
     opt.add_argument("--target-lr", type=finite, default=0.0, help="learning rate at the end (cosine/linear)")
@@ -190,6 +197,18 @@ def add_training_flags(parser, epochs, batch_size, lr, save_dir, sessions=True):
     for flag in ("--resume-epoch", "--resume-params", "--resume-states"):
         cli.renamed(parser, flag, "a run resumes from its own folder: pass --resume with the run's "
                                   "--save-dir (its checkpoint holds the epoch, parameters and optimizer states)")
+    # what gluoncv's and the OneShot+ scripts' users type (docs/flags.md)
+    cli.renamed(parser, "--use-rec", "RecordIO is read whenever --rec-train/--rec-train-idx/--rec-val/"
+                                     "--rec-val-idx are given", nargs=0)
+    cli.renamed(parser, "--model", "the network is the search space's: pass --space (oneshot, oneshot+, tiny, "
+                                   "tiny4), or an architecture to train_subnet.py")
+    cli.renamed(parser, "--use-se", "SE belongs to the search space: --space oneshot+ has it in its last "
+                                    "stages, --space oneshot has none", nargs=0)
+    for flag in ("--block-choices", "--channel-choices"):
+        cli.renamed(parser, flag, "one architecture is one string or file: python train_subnet.py "
+                                  "'oneshot+_B...-..._C...' or models/NAME.json")
+    cli.renamed(parser, "--train-upper-constraints", "give the budget as --max-macs 330M --max-params 5M "
+                                                     "(and --constraint-sampler uniform|strolling)")
 
 
 def settings_from(args):
@@ -198,6 +217,13 @@ def settings_from(args):
     except ValueError:
         raise UserError(f"--lr-decay-epoch {args.lr_decay_epoch!r}: give epochs separated by commas, "
                         "e.g. 40,60") from None
+    period = getattr(args, "lr_decay_period", 0)
+    if period:
+        if decay_epochs:
+            raise UserError("--lr-decay-period and --lr-decay-epoch both place the decays; pass one of them")
+        if period < 0:
+            raise UserError(f"--lr-decay-period {period}: give a number of epochs >= 1")
+        decay_epochs = tuple(float(e) for e in range(period, args.num_epochs, period))
     if args.lr_mode == "step" and not decay_epochs:
         raise UserError("--lr-mode step needs --lr-decay-epoch, e.g. --lr-decay-epoch 40,60")
     from ..train.settings import Settings

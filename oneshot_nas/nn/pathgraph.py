@@ -54,14 +54,17 @@ class _Piece:
 class PathPieces:
     """The parts of the paths of one network (a SuperNet, or a SubNet whose one path is itself),
     each traced once and reused by every path that contains it (a search revisits the same blocks
-    at the same widths all the time; training validation scores the same ones every epoch)."""
+    at the same widths all the time; training validation scores the same ones every epoch). Any
+    other HybridBlock (a reference net, nn/plain.py) is one piece, its own only path."""
 
     def __init__(self, net):
-        if not isinstance(net, (SuperNet, SubNet)):
-            raise TypeError(f"path graphs are made of a SuperNet or a SubNet, not {type(net).__name__}")
+        if not isinstance(net, (SuperNet, SubNet, mx.gluon.HybridBlock)):
+            raise TypeError(f"path graphs are made of a SuperNet, a SubNet or another HybridBlock, "
+                            f"not {type(net).__name__}")
         if isinstance(net, SubNet) and net.fold_bn:
             raise ValueError("a merged-BN SubNet has no BatchNorm to score a path with; use the original")
         self.net, self._cache = net, {}
+        self.whole = not isinstance(net, (SuperNet, SubNet))
 
     def sources(self, arch):
         """(arch, the net's blocks on the path, one per position): their parameters are cut to the
@@ -74,6 +77,10 @@ class PathPieces:
         return net.arch, list(net.features)
 
     def path(self, arch=None):
+        if self.whole:
+            if arch is not None:
+                raise UserError(f"{self.net.name} is not made of paths; it has no path {arch}")
+            return [self._get("net", lambda: self.net, self.net)]
         arch, sources = self.sources(arch)
         net, space = self.net, arch.space
         pieces = [self._get("stem", lambda: Stem(space, prefix="stem_"), net.stem)]
@@ -200,7 +207,7 @@ def _path_arrays(pieces, net, contexts):
     copies: a oneDNN inference pass re-lays out the weight arrays it is given, and a training
     network whose arrays were re-laid out no longer trains bit-for-bit as one loaded from a
     checkpoint (exact resume)."""
-    source_ctx = net.stem.collect_params().list_ctx()[0]
+    source_ctx = net.collect_params().list_ctx()[0]
     arrays = {ctx: {} for ctx in contexts}
     for piece in pieces:
         for name, param, shape in piece.params:

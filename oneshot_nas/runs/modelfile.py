@@ -2,6 +2,7 @@
 
 - a supernet: {"kind": "supernet", "space": name, "space_config": {...}, "record": {...}}
 - a subnet:   an architecture record (space.save_architecture) with "kind": "subnet"
+- a reference net (nn/plain.py): {"kind": "reference", "name": "plain-8-16-32-64", "classes": 10}
 `load_model` is the one way to read a network back: every tool that takes a .params file (search,
 retraining from a supernet, score, export, predict) goes through it, so a missing file, a file of
 the wrong kind or space, and parameters that do not fit each get the same one-line message.
@@ -18,7 +19,7 @@ from ..nn.supernet import SuperNet
 from ..space import Architecture, SearchSpace, get_space
 from .rundir import writing
 
-KINDS = ("supernet", "subnet")
+KINDS = ("supernet", "subnet", "reference")
 
 
 def json_beside(params_path):
@@ -37,8 +38,11 @@ def save_model(net, path, record=None):
             meta["record"] = record
     elif isinstance(net, SubNet):
         meta = {**net.arch.to_dict(), **({"record": record} if record else {}), "kind": "subnet"}
+    elif hasattr(net, "reference_name"):
+        meta = {"kind": "reference", "name": net.reference_name, "classes": net.reference_classes,
+                **({"record": record} if record else {})}
     else:
-        raise TypeError(f"save_model takes a SuperNet or SubNet, not {type(net).__name__}")
+        raise TypeError(f"save_model takes a SuperNet, a SubNet or a reference net, not {type(net).__name__}")
     tmp = path.with_name(path.name + ".tmp")
     meta_tmp = json_beside(path).with_name(json_beside(path).name + ".tmp")
     with writing(path.name, path.parent, cleanup=[tmp, meta_tmp]):
@@ -69,12 +73,15 @@ def read_meta(path, arch=None, space=None):
         raise UserError(f"{meta_path} does not describe a network (expected a JSON object)")
     meta.setdefault("kind", "subnet")
     if meta["kind"] not in KINDS:
-        raise UserError(f"{meta_path}: unknown model kind {meta['kind']!r} (expected 'supernet' or 'subnet')")
+        raise UserError(f"{meta_path}: unknown model kind {meta['kind']!r} (expected one of {', '.join(KINDS)})")
     return meta
 
 
 def build_model(meta):
-    """An uninitialised SuperNet or SubNet from a description (see read_meta)."""
+    """An uninitialised SuperNet, SubNet or reference net from a description (see read_meta)."""
+    if meta["kind"] == "reference":
+        from ..nn.plain import reference_net
+        return reference_net(str(meta.get("name")), int(meta.get("classes", 0)))
     try:
         if meta["kind"] == "supernet":
             config = meta.get("space_config")
@@ -88,7 +95,8 @@ def load_model(path, kind=None, arch=None, space=None, ctx=None):
     """(net, meta): the network saved at `path`, its parameters loaded on `ctx` (a context or a
     list; default the CPU).
 
-    kind:  'supernet' or 'subnet' to refuse the other kind with a message that says what to pass;
+    kind:  'supernet' or 'subnet' to refuse the other kind with a message that says what to pass
+           ('reference' to load a reference net; any other kind refuses one);
     arch:  for a subnet file without its .json, its architecture; with a .json, the architecture
            must be the one saved. For a supernet, the path the caller will use: it must be of the
            supernet's space (up to the number of classes).
@@ -97,6 +105,9 @@ def load_model(path, kind=None, arch=None, space=None, ctx=None):
     path = Path(path)
     saved = json_beside(path).is_file()
     meta = read_meta(path, arch=None if kind == "supernet" else arch, space=space)
+    if meta["kind"] == "reference" and kind != "reference":
+        raise UserError(f"{path} holds the reference net {meta.get('name')} (trained to compare searched "
+                        "architectures with, nn/plain.py), not a supernet or an architecture's network")
     if kind is not None and meta["kind"] != kind:
         what = {"supernet": "a weight-sharing supernet (supernet.params of a supernet training run)",
                 "subnet": "one architecture's network (retrain or export a path of this supernet first)"}
@@ -108,6 +119,8 @@ def load_model(path, kind=None, arch=None, space=None, ctx=None):
                             f"not {get_space(space).name!r}; leave the space out")
         if arch is not None:
             arch.on(net.space, "the architecture")        # fails unless the spaces match
+    elif arch is not None and not hasattr(net, "arch"):
+        raise UserError(f"{path} holds the reference net {meta['name']}, not an architecture of a space")
     elif arch is not None and saved and net.arch != arch:
         raise UserError(f"the architecture {arch} differs from the one in {json_beside(path).name} "
                         f"({net.arch}); leave it out, or pass the parameters trained for it")
@@ -136,7 +149,9 @@ def load_parameters(net, path, ctx):
                         + (f"it has {len(extra)} unknown ones (e.g. {extra[0]})" if extra else "")
                         + ". Is it the right file for this architecture/space?")
     for name, param in expected.items():
-        if param.shape and tuple(stripped[name].shape) != tuple(param.shape):
+        saved_shape = tuple(stripped[name].shape)
+        fits = len(saved_shape) == len(param.shape) and all(d in (0, s) for d, s in zip(param.shape, saved_shape))
+        if param.shape and not fits:      # (a 0 is a dimension a gluoncv net infers on its first call)
             raise UserError(f"{path} does not fit this {kind}: parameter {name} has shape "
                             f"{tuple(stripped[name].shape)} in the file but {tuple(param.shape)} in the "
                             "network. Is it the right file for this architecture/space?")

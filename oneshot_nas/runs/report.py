@@ -5,11 +5,16 @@
 ROOT/steps.jsonl lists the steps that ran, one JSON line each: {"step", "seconds", "command", "run"},
 where "run" is the folder (or file) the step wrote, relative to ROOT. The steps the report knows:
 supernet (a supernet training run: metrics.jsonl, paths.jsonl, curves.png, supernet.json), search
-(summary.json, search.jsonl, plots), retrain (a subnet training run and its model JSON), profile
-(profiling/score.py --format json) and export (*-export.json / .md). A step missing from
-steps.jsonl is looked for in its usual folder under ROOT (supernet/, search/, subnet/,
-profile.json, export/). Each section reads only its own step's record; a missing part is reported
-as missing. Writes ROOT/REPORT.md and ROOT/sampled_paths.png.
+(summary.json, search.jsonl, plots), retrain (a subnet training run and its model JSON), ranking
+(python -m oneshot_nas.rank score: ranking.json / .md), profile (profiling/score.py --format json)
+and export (*-export.json / .md). A step missing from steps.jsonl is looked for in its usual folder
+under ROOT (supernet/, search/, subnet/, ranking/, profile.json, export/). Each section reads only
+its own step's record; a missing part is reported as missing.
+
+With a ground-truth table (--truth, python -m oneshot_nas.rank truth), the report puts the retrained
+winner next to the table's architectures within the search's budget, trained by the same recipe,
+and next to the table's reference nets: whether the search beat a random pick. Writes
+ROOT/REPORT.md and ROOT/sampled_paths.png.
 """
 import json
 import logging
@@ -19,13 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import ArgumentParser, setup_logging
+from ..cost.limits import Limits
+from ..cost.model import CostModel
 from ..errors import UserError
+from ..train.truthtable import read_references, read_table
 from ..space import SearchSpace, load_architecture
 from .rundir import read_jsonl
 
 log = logging.getLogger(__name__)
-USUAL = {"supernet": "supernet", "search": "search", "retrain": "subnet", "profile": "profile.json",
-         "export": "export"}
+USUAL = {"supernet": "supernet", "search": "search", "retrain": "subnet", "ranking": "ranking",
+         "profile": "profile.json", "export": "export"}
 
 
 def pct(value):
@@ -44,8 +52,9 @@ def _read_json(path):
 class Records:
     """What the steps of one pipeline run left behind, read once."""
 
-    def __init__(self, root):
+    def __init__(self, root, truth=None):
         self.root = Path(root)
+        self.truth = Path(truth) if truth else None
         self.steps = read_jsonl(self.root / "steps.jsonl")
         where = {s["step"]: s["run"] for s in self.steps if s.get("run")}
         self.path = {step: self.root / where.get(step, usual) for step, usual in USUAL.items()}
@@ -64,6 +73,7 @@ class Records:
         exports = sorted(self.path["export"].glob("*-export.json")) if self.path["export"].is_dir() else []
         self.export = _read_json(exports[0]) if exports else None
         self.export_md = exports[0].with_suffix(".md") if exports else None
+        self.ranking_md = self.path["ranking"] / "ranking.md"
 
     @property
     def space(self):
@@ -156,8 +166,75 @@ def retrain(r):
         r.image(r.path["retrain"] / "curves.png", "retraining curves")
 
 
+def versus_random(r):
+    """The retrained winner against the table's architectures of the search's budget (same recipe)."""
+    lines = ["## 4. Does the search beat a random pick?\n"]
+    if r.truth is None:
+        return lines + ["(no ground-truth table given: `python -m oneshot_nas.report ROOT --truth TABLE`; "
+                        "make one with `sh scripts/truth_table.sh`, docs/ranking.md)\n"]
+    try:
+        rows = read_table(r.truth)
+    except UserError as err:
+        return lines + [f"(the ground-truth table is not read: {err})\n"]
+    key = rows[0].recipe_key
+    references = read_references(r.truth, key)
+    seeds = sorted({s for row in rows for s in row.seeds})
+    lines.append(f"Ground truth `{r.truth}`: {len(rows)} architectures of `{rows[0].arch.space.name}`, each trained "
+                 f"from scratch with seeds {', '.join(map(str, seeds))} (recipe `{key}`).\n")
+    if not r.model:
+        return lines + ["(no retrained winner to compare)\n"]
+    arch, record = r.model
+    if record.get("recipe_key") != key:
+        why = ("it started from the supernet's weights" if record.get("start", "scratch") != "scratch"
+               else "its training recipe differs from the table's")
+        return lines + [f"The winner cannot be compared with this table: {why} (recipe "
+                        f"`{record.get('recipe_key')}`). Retrain it with the table's flags "
+                        "(scripts/train_subnet.sh trains by scripts/truth_table.sh's recipe).\n"]
+    seed = record.get("seed", 0)
+    limits = (r.summary or {}).get("limits") or {}
+    try:
+        budget = Limits(CostModel(rows[0].arch.space), limits)
+        within = [row for row in rows if budget(row.arch.genes).ok]
+    except UserError as err:        # e.g. a latency budget without its table
+        return lines + [f"(the search's budget cannot be applied to the table: {err})\n"]
+    others = [row for row in within if row.arch != arch and seed in row.seeds]
+    if not others:
+        return lines + [f"(no architecture of the table is within the budget ({budget.describe()}) with seed {seed})\n"]
+    theirs = np.array([row.top1[row.seeds.index(seed)] for row in others])
+    mine = record["top1"]
+    beaten = int((theirs < mine).sum())
+    q1, median, q3 = np.percentile(theirs, [25, 50, 75])
+    lines += [f"The same recipe and seed ({seed}) for the winner and for the table's {len(others)} architectures "
+              f"within the search's budget ({budget.describe()}); top-1 on the validation set:\n",
+              "| | top-1 |", "|---|---|",
+              f"| the winner, retrained | **{pct(mine)}** |",
+              f"| random architectures of the budget: median (quartiles) | {pct(median)} ({pct(q1)} - {pct(q3)}) |",
+              f"| random architectures of the budget: worst / best | {pct(theirs.min())} / {pct(theirs.max())} |",
+              f"| the winner beats | {beaten} of {len(others)} ({100 * beaten / len(others):.0f}%) |"]
+    own = next((row for row in rows if row.arch == arch), None)
+    if own is not None and len(own.seeds) > 1:
+        means = np.array([row.top1_mean for row in within if row.arch != arch])
+        lines.append(f"| the winner in the table: mean of {len(own.seeds)} seeds (its rank among the budget's "
+                     f"means) | {pct(own.top1_mean)} ± {100 * own.top1_std:.1f} (beats {int((means < own.top1_mean).sum())} "
+                     f"of {len(means)}) |")
+    for ref in references:
+        spread = f" ± {100 * ref.top1_std:.1f}" if ref.top1_std is not None else ""
+        lines.append(f"| reference net `{ref.name}` ({millions(ref.macs)} MACs, {millions(ref.params)} params), "
+                     f"mean of {len(ref.seeds)} seeds | {pct(ref.top1_mean)}{spread} |")
+    noise = r.truth / "noise_floor.json" if r.truth.is_dir() else r.truth.parent / "noise_floor.json"
+    floor = _read_json(noise)
+    if floor and floor.get("seed_std_mean") is not None:
+        lines.append(f"| seed noise of one architecture (std, mean over the table) | "
+                     f"{100 * floor['seed_std_mean']:.2f} points |")
+    lines.append("")
+    if r.ranking_md.is_file():
+        lines += ["How well the supernet ranks the table's architectures "
+                  "(`python -m oneshot_nas.rank score`):\n", r.ranking_md.read_text()]
+    return lines
+
+
 def profile(r):
-    lines = ["## 4. Profile\n"]
+    lines = ["## 5. Profile\n"]
     if not r.profile:
         return lines + ["(no profile found)\n"]
     t = r.profile["totals"]
@@ -168,21 +245,25 @@ def profile(r):
 
 
 def export(r):
-    lines = ["## 5. Export\n"]
+    lines = ["## 6. Export\n"]
     if r.export_md is None or not r.export_md.is_file():
         return lines + ["(no export summary found)\n"]
     return lines + [r.export_md.read_text().split("\n", 1)[1]]
 
 
-SECTIONS = (headline, steps, supernet, search, retrain, profile, export)
+SECTIONS = (headline, steps, supernet, search, retrain, versus_random, profile, export)
 
 
-def build_report(root):
-    """Write ROOT/REPORT.md from the records of the run in ROOT; returns its path."""
+def build_report(root, truth=None):
+    """Write ROOT/REPORT.md from the records of the run in ROOT (and the ground-truth table
+    `truth`, a truth.jsonl or its folder); returns its path."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} does not exist: run sh scripts/quickstart.sh first")
-    records = Records(root)
+    if truth is not None and not Path(truth).exists():
+        raise UserError(f"ground-truth table {truth} does not exist; make one with sh scripts/truth_table.sh "
+                        "or leave --truth out")
+    records = Records(root, truth)
     lines = ["# oneshot-nas pipeline report\n",
              f"Made {time.strftime('%Y-%m-%d %H:%M')} from the records in `{root}` by "
              "`python -m oneshot_nas.report`. Every number below is read from a file the step wrote.\n"]
@@ -242,8 +323,10 @@ def plot_sampled_paths(rows, space, out):
 def main(argv=None):
     parser = ArgumentParser(prog="python -m oneshot_nas.report", description=__doc__)
     parser.add_argument("root", nargs="?", default="logs/quickstart", help="the pipeline run's folder")
+    parser.add_argument("--truth", help="a ground-truth table (truth.jsonl or its folder) to put the winner "
+                                        "next to random architectures of its budget")
     args = parser.parse_args(argv)
     setup_logging()
-    out = build_report(args.root)
+    out = build_report(args.root, args.truth)
     log.info("wrote %s", out)
     return out

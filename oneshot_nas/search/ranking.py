@@ -268,10 +268,43 @@ class RankingRun:
             lines += ["", "Noise floor: one seed per architecture, so seed noise is not measured."]
         split = summary["search_split"]
         if split:
-            source = "validation" if split["source"] == "val" else "held-out training"
+            source = {"val": "validation", "search": "search-file (never trained on)"}.get(split["source"],
+                                                                                     "held-out training")
             lines += ["", f"Search split: {split['images']} {source} images, BN recalibrated on "
                       f"{split['calibration_images']} training images."]
         return "\n".join(lines)
+
+
+def compare(folders):
+    """Several rankings against one table (the run folders of `rank score`, one supernet each) as a
+    markdown table: each supernet's training (epochs, seconds, its random paths' last val top-1)
+    and the Kendall tau of every score, with its interval. What docs/ranking.md's table of supernet
+    recipes is made of (scripts/supernet_recipes.sh)."""
+    runs = []
+    for folder in map(Path, folders):
+        summary = folder / "ranking.json"
+        if not summary.is_file():
+            raise UserError(f"{folder} holds no ranking.json: give folders of python -m oneshot_nas.rank score")
+        runs.append((folder, json.loads(summary.read_text())))
+    keys = {r["recipe_key"] for _, r in runs}
+    if len(keys) > 1:
+        raise UserError(f"these rankings are against {len(keys)} different tables ({', '.join(sorted(keys))}); "
+                        "compare supernets against one table")
+    names = list(dict.fromkeys(n for _, r in runs for n in r["scores"]))
+    head = ["supernet", "epochs", "training s", "random paths, last val top-1"] + [f"tau `{n}`" for n in names]
+    lines = [f"Kendall tau against the mean top-1 of `{runs[0][1]['truth']}` ({runs[0][1]['architectures']} "
+             "architectures; 95% bootstrap intervals)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for folder, r in runs:
+        run_dir = Path(r["supernet"]).parent
+        epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+                  if line.strip()] if (run_dir / "metrics.jsonl").is_file() else []
+        validated = [e for e in epochs if e.get("val_top1_mean") is not None]
+        seconds = sum(e.get("seconds", 0) + e.get("val_seconds", 0) for e in epochs)
+        cells = [f"`{run_dir.name}`", str(len(epochs)) if epochs else "?", f"{seconds:.0f}" if epochs else "?",
+                 f"{100 * validated[-1]['val_top1_mean']:.1f}%" if validated else "n/a"]
+        cells += [_cell(r["scores"][n]["kendall_tau"]) if n in r["scores"] else "" for n in names]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _cell(r):

@@ -229,6 +229,7 @@ class SearchRun:
         summary = {"candidates": len(history.records), "generations": len(history.generations),
                    "stopped_early": history.stopped or None, "strategy": s.strategy,
                    "rescored_on_second_split": s.rescore_top, "budget": self.limits.describe(),
+                   "limits": self.limits.to_dict(),
                    "objective": self.objective.describe(), "score": s.score,
                    "kendall_tau_bn_vs_accuracy": tau, "seconds": round(time.time() - started, 2),
                    "progress": history.summary(),

@@ -3,7 +3,9 @@
 `GroundTruthRun` plans the table (K architectures stratified over a cost range of the budget,
 sample/stratified.py, plus the architectures to include; seeds first_seed .. first_seed + S - 1),
 then works through its units, one (architecture, seed) each, seed by seed, so a table that is
-still growing already holds every architecture once. A unit is trained by train/retrain.py, the
+still growing already holds every architecture once. Reference nets (`references`, nn/plain.py: a
+plain CNN, a gluoncv model) are trained by the same recipe and seeds, as units of their own, into
+references.jsonl: what a searched architecture must beat. A unit is trained by train/retrain.py, the
 retraining of train_subnet.py, with the same settings (the recipe, truthtable.recipe_of).
 
 Sharing and reuse:
@@ -33,9 +35,11 @@ from .. import agreement
 from ..cost.counting import cache_dir
 from ..cost.latency import LatencyTable
 from ..cost.limits import Limits
-from ..cost.model import METRICS, CostModel
+from ..cost.graph import profile_symbol
+from ..cost.model import METRICS, CostModel, costs_of_counts
 from ..data.sources import resolve_dataset
 from ..errors import UserError
+from ..nn.plain import reference_net
 from ..runs.claims import Claims
 from ..runs.fingerprint import check_same, fingerprint, free
 from ..runs.rundir import RunDir
@@ -44,10 +48,11 @@ from ..sample.stratified import describe, stratified_sample
 from ..space import get_space, load_architecture
 from .checkpoint import find_checkpoint
 from .retrain import retrain
-from .truthtable import TABLE, TruthRow, format_table, read_table, recipe_key, recipe_of, write_table
+from .truthtable import (REFERENCES, TABLE, ReferenceRow, TruthRow, format_table, read_table, recipe_key,
+                         recipe_of, write_table)
 
 log = logging.getLogger(__name__)
-OUTPUTS = (TABLE, "noise_floor.json", "truth.log", "settings.json", "units", "claims")
+OUTPUTS = (TABLE, REFERENCES, "noise_floor.json", "truth.log", "settings.json", "units", "claims")
 TABLE_LOCK = "table"
 
 
@@ -63,6 +68,7 @@ class TruthSettings:
     arch_seed: int = 0                   # the draw of the architectures
     stratify: str = "macs"               # the cost the bins divide
     include: tuple = ()                  # architecture files or strings always in the table
+    references: tuple = ()               # reference nets trained beside them (nn/plain.reference_net names)
     limits: dict = field(default_factory=dict)      # {cost: (lo, hi)}
     baseline: str = "mobilenetv2-1.4"    # MicroNet score baseline and precision (for those budgets)
     bits: int = 32
@@ -112,6 +118,7 @@ class GroundTruthRun:
 
     # ----- before anything is written ----------------------------------------------------------------
     def prepare(self):
+        import mxnet as mx
         s = self.settings
         space = get_space(s.space).with_classes(s.num_classes)
         latency = LatencyTable.load(s.latency_table, space) if s.latency_table else None
@@ -138,6 +145,13 @@ class GroundTruthRun:
         self.plan = ([(a, b, False) for a, b in zip(drawn.archs, drawn.bins)]
                      + [(a, None, True) for a in includes])     # (architecture, bin, included)
         self.seeds = list(range(self.training.seed, self.training.seed + s.seeds))
+        self.references = {}                                   # name -> its cost record
+        size = space.input_size
+        for name in dict.fromkeys(s.references):
+            net = reference_net(name, space.num_classes)
+            counts = profile_symbol(net(mx.sym.var("data")), {"data": (1, 3, size, size)}, source=name).counts
+            self.references[name] = costs_of_counts(counts, s.baseline, s.bits)
+        self.space = space
         self.dataset = resolve_dataset(rec_train=s.rec_train, rec_train_idx=s.rec_train_idx, rec_val=s.rec_val,
                                        rec_val_idx=s.rec_val_idx, data_dir=s.data_dir, digits_view=s.digits_view,
                                        num_classes=space.num_classes)
@@ -223,7 +237,8 @@ class GroundTruthRun:
     # ----- the units -----------------------------------------------------------------------------------
     def units(self):
         """(arch, seed) of every unit, seed by seed."""
-        return [(arch, seed) for seed in self.seeds for arch, _, _ in self.plan]
+        return [(arch, seed) for seed in self.seeds
+                for arch in [a for a, _, _ in self.plan] + list(self.references)]
 
     def unit_dir(self, arch, seed):
         return self.run.file("units") / str(arch) / f"seed-{seed}"
@@ -284,9 +299,11 @@ class GroundTruthRun:
                                                           "process": process_name()}) + "\n")
         started = time.time()
         workers = Workers(self.settings.kv_store, len(self.contexts))      # a kvstore knows one network
-        _, history, final = retrain(arch, self.dataset, replace(self.training, seed=seed), self.contexts,
+        model = reference_net(arch, self.space.num_classes) if arch in self.references else arch
+        _, history, final = retrain(model, self.dataset, replace(self.training, seed=seed), self.contexts,
                                     workers, init=self.settings.init, run=RunDir(folder), save_dir=folder,
-                                    resume=resume, progress=self.settings.progress)
+                                    resume=resume, progress=self.settings.progress,
+                                    input_size=self.space.input_size)
         for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):
             shutil.rmtree(folder / name, ignore_errors=True)
         return {"top1": final["top1"], "top5": final["top5"], "epochs": len(history),
@@ -322,11 +339,26 @@ class GroundTruthRun:
                                  self.key, self.recipe, bin_, included))
         return rows
 
+    def reference_rows(self):
+        """A ReferenceRow per reference net with a result."""
+        rows = []
+        for name, costs in self.references.items():
+            results = [(seed, self.result(name, seed)) for seed in self.seeds]
+            results = [(seed, r) for seed, r in results if r is not None]
+            if results:
+                rows.append(ReferenceRow(name, costs["macs"], costs["params"], tuple(s for s, _ in results),
+                                         tuple(r["top1"] for _, r in results), tuple(r["top5"] for _, r in results),
+                                         self.key))
+        return rows
+
     def _write_table(self):
-        """Rewrite the table and its noise floor from the stored results (one process at a time);
-        returns (rows, noise floor or None)."""
+        """Rewrite the table, its reference nets and its noise floor from the stored results (one
+        process at a time); returns (rows, noise floor or None)."""
         with self.claims.wait(TABLE_LOCK):
             rows = self.rows()
+            references = self.reference_rows()
+            if references:
+                write_table(self.run.file(REFERENCES), references)
             complete = [r.top1 for r in rows if len(r.seeds) == len(self.seeds)]
             noise = agreement.noise_floor(complete, np.random.default_rng(0)) if len(complete) >= 2 else None
             if rows:
@@ -336,8 +368,8 @@ class GroundTruthRun:
         return rows, noise
 
     def _finish(self, rows, noise, counts):
-        units = len(self.plan) * len(self.seeds)
-        done = sum(len(r.seeds) for r in rows)
+        units = (len(self.plan) + len(self.references)) * len(self.seeds)
+        done = sum(len(r.seeds) for r in rows + self.reference_rows())
         log.info("this process: %d trained, %d from the cache, %d from the table, %d done before, %d held by "
                  "other processes; the table holds %d of %d units", counts["trained"], counts["from_cache"],
                  counts["from_table"], counts["done_before"], counts["held_by_others"], done, units)
@@ -347,7 +379,7 @@ class GroundTruthRun:
 
     def text(self, summary):
         """The table and its noise floor as text (what the command prints)."""
-        lines = [format_table(self.rows())]
+        lines = [format_table(self.rows(), self.reference_rows())]
         if not summary["complete"]:
             lines.append(f"{summary['done']} of {summary['units']} units done (the others are being trained by "
                          "other processes, or run the command again)")

@@ -283,8 +283,11 @@ def _next(batches):
 
 
 def _input_size(net):
-    space = net.space if isinstance(net, SuperNet) else net.arch.space
-    return space.input_size
+    if isinstance(net, SuperNet):
+        return net.space.input_size
+    if hasattr(net, "arch"):
+        return net.arch.space.input_size
+    raise ValueError(f"{net.name} has no search space: pass fit the input size")
 
 
 def _summary(record):

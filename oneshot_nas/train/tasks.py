@@ -118,7 +118,7 @@ class SupernetTask:
 
 
 class SubnetTask:
-    """A fixed architecture (a SubNet, hybridized by the caller): every step trains all of it."""
+    """A fixed network (a SubNet or a reference net, hybridized by the caller): every step trains all of it."""
     kind = "subnet"
 
     def __init__(self, net):
@@ -147,7 +147,8 @@ class SubnetTask:
         return {"val_top1": res["top1"], "val_top5": res["top5"], "val_images": res["images"]}
 
     def describe(self):
-        return {"kind": self.kind, "arch": str(self.net.arch)}
+        net = self.net
+        return {"kind": self.kind, "arch": str(net.arch) if hasattr(net, "arch") else net.reference_name}
 
     def state_dict(self):
         return {}

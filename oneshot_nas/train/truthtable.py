@@ -25,9 +25,12 @@ from ..errors import ArchitectureError, UserError
 from ..space import PRESETS, Architecture, SearchSpace
 
 TABLE = "truth.jsonl"
-# the settings that do not shape a unit's result: each unit has its own seed, and the number of
-# decode threads changes which random order the data comes in, not how it is drawn
-NOT_RECIPE = ("seed", "threads")
+REFERENCES = "references.jsonl"     # the reference nets (nn/plain.py) trained by the same recipe and seeds
+# the settings that do not shape a unit's result: each unit has its own seed, the number of decode
+# threads changes which random order the data comes in, not how it is drawn, and how often (and on
+# how many images) the epochs validate, log or keep models changes no weight (the final figure is
+# always the whole validation set's)
+NOT_RECIPE = ("seed", "threads", "val_images", "val_every", "log_interval", "save_frequency")
 
 
 def dataset_identity(dataset):
@@ -123,13 +126,76 @@ class TruthRow:
                    data.get("bin"), bool(data.get("included", False)))
 
 
+@dataclass(frozen=True)
+class ReferenceRow:
+    """A reference net's line of references.jsonl: what a searched architecture must beat.
+
+        {"name": "plain-8-16-32-64", "macs": 501760.0, "params": 25290.0, "seeds": [0, 1, 2],
+         "top1": [...], "top5": [...], "top1_mean": ..., "top1_std": ..., "recipe_key": "3f2a..."}
+    """
+    name: str
+    macs: float
+    params: float
+    seeds: tuple
+    top1: tuple
+    top5: tuple
+    recipe_key: str
+
+    @property
+    def top1_mean(self):
+        return _mean_std(self.top1)[0]
+
+    @property
+    def top1_std(self):
+        return _mean_std(self.top1)[1]
+
+    def to_dict(self):
+        out = {"name": self.name, "macs": self.macs, "params": self.params, "seeds": list(self.seeds),
+               "top1": list(self.top1), "top5": list(self.top5)}
+        for key in ("top1", "top5"):
+            out[f"{key}_mean"], out[f"{key}_std"] = _mean_std(getattr(self, key))
+        out["recipe_key"] = self.recipe_key
+        return out
+
+    @classmethod
+    def from_dict(cls, data, where="a reference line"):
+        try:
+            row = cls(str(data["name"]), float(data["macs"]), float(data["params"]), tuple(data["seeds"]),
+                      tuple(map(float, data["top1"])), tuple(map(float, data["top5"])), str(data["recipe_key"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"{where} is not a reference line ({type(err).__name__}: {err}); python -m "
+                            "oneshot_nas.rank truth --reference writes them") from None
+        if not len(row.seeds) == len(row.top1) == len(row.top5) or not all(0 <= v <= 1 for v in row.top1):
+            raise UserError(f"{where}: seeds, top1 and top5 must be lists of the same length of accuracies")
+        return row
+
+
 def write_table(path, rows):
-    """Write `rows` (TruthRow) as JSON lines, atomically (a reader never sees half a table)."""
+    """Write `rows` (TruthRow or ReferenceRow) as JSON lines, atomically (a reader never sees half a table)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text("".join(json.dumps(r.to_dict(), allow_nan=False) + "\n" for r in rows))
     os.replace(tmp, path)
     return path
+
+
+def read_references(path, recipe_key=None):
+    """The reference rows beside a table (REFERENCES in its folder, or the file itself); [] when
+    there are none. With `recipe_key`, only those trained by that recipe (the table's)."""
+    path = Path(path)
+    if path.is_dir() or path.name == TABLE:
+        path = (path if path.is_dir() else path.parent) / REFERENCES
+    if not path.is_file():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path} line {number} is not JSON ({err})") from None
+            rows.append(ReferenceRow.from_dict(data, f"{path} line {number}"))
+    return [r for r in rows if recipe_key is None or r.recipe_key == recipe_key]
 
 
 def read_table(path):
@@ -164,14 +230,16 @@ def read_table(path):
     return rows
 
 
-def format_table(rows):
-    """The table as text: one line per architecture, accuracies in percent."""
+def format_table(rows, references=()):
+    """The table as text: one line per architecture (then per reference net), accuracies in percent."""
     lines = [f"{'architecture':58s} {'MACs':>7s} {'params':>7s}  {'top-1 per seed':24s} {'mean':>6s} {'std':>5s}"]
-    for r in rows:
+    for r in list(rows) + list(references):
         per_seed = " ".join(f"{100 * v:.1f}" for v in r.top1) or "-"
         mean, std = _mean_std(r.top1)
-        lines.append(f"{str(r.arch):58s} {r.macs / 1e6:6.3f}M {r.params / 1e6:6.3f}M  {per_seed:24s} "
+        name = str(r.arch) if isinstance(r, TruthRow) else r.name
+        lines.append(f"{name:58s} {r.macs / 1e6:6.3f}M {r.params / 1e6:6.3f}M  {per_seed:24s} "
                      f"{'-' if mean is None else f'{100 * mean:.1f}':>6s} "
                      f"{'-' if std is None else f'{100 * std:.1f}':>5s}"
-                     + ("  (included)" if r.included else ""))
+                     + ("  (included)" if getattr(r, "included", False) else "")
+                     + ("  (reference net)" if isinstance(r, ReferenceRow) else ""))
     return "\n".join(lines)

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Supernet recipes ranked against one ground-truth table (docs/ranking.md, "Which supernet ranks
+# best"): each recipe trains a `tiny4` supernet on the few-shot digits (scripts/train_supernet.sh
+# plus the flags below), scores the table's architectures with it (python -m oneshot_nas.rank score)
+# and the rankings are compared in one table (logs/recipes/recipes.md). About 20 minutes on 2 CPU cores.
+. "$(dirname "$0")/env.sh"
+OUT=logs/recipes
+TRUTH=${TRUTH:-benchmarks/truth-tiny4}
+mkdir -p "$OUT"
+
+recipe() {   # recipe NAME FLAGS...: train the supernet NAME with FLAGS, then rank the table with it
+    name="$1"; shift
+    sh scripts/train_supernet.sh --save-dir "$OUT/$name" --overwrite --no-progress "$@" || exit 1
+    python -m oneshot_nas.rank score --supernet "$OUT/$name/supernet.params" --truth "$TRUTH" \
+        --digits-view few-shot --save-dir "$OUT/$name/ranking" --overwrite --no-plots || exit 1
+}
+
+recipe warm-start-seed0 --seed 0                          # the demo recipe: one path 10 epochs, then 140 uniform
+recipe warm-start-seed1 --seed 1
+recipe warm-start-seed2 --seed 2
+recipe warm-start-300-epochs --num-epochs 300             # twice as long
+recipe strolling --max-macs 1M --constraint-sampler strolling   # paths spread evenly over the MACs range
+recipe channel-warm-up --epoch-start-cs 30 --cs-warm-up  # OneShot+: widest channels first, scales widened one by one
+recipe from-scratch --inherit-epochs 0                    # no one-path warm start: uniform from the first step
+python -m oneshot_nas.rank compare --out "$OUT/recipes.md" \
+    "$OUT"/warm-start-seed0/ranking "$OUT"/warm-start-seed1/ranking "$OUT"/warm-start-seed2/ranking \
+    "$OUT"/warm-start-300-epochs/ranking "$OUT"/strolling/ranking "$OUT"/channel-warm-up/ranking \
+    "$OUT"/from-scratch/ranking
