@@ -52,6 +52,58 @@ def train_iter(dataset, batch_size, input_size, threads=2, seed=0, num_parts=1, 
         **_normalise())
 
 
+# Resuming at epoch E replays the data stream of epochs 0..E-1 (decoding only) when that is at most
+# this many images: the digits always, ImageNet never (1.28M images an epoch)
+REPLAY_IMAGES = 2_000_000
+
+
+class TrainStream:
+    """The training batches of a whole run from ONE ImageRecordIter, reset between epochs.
+
+    MXNet 1.9's ImageRecordIter leaks about (prefetch_buffer + 1) batches of memory each time one
+    is created and destroyed (apache/mxnet#15218): an iterator per epoch grew a ground-truth table's
+    process by 150 MB per unit, and would grow an ImageNet run by gigabytes an epoch. So one
+    iterator serves every epoch. Its shuffle and augmentations continue from epoch to epoch, so
+    the batches of epoch E depend on everything decoded before: each epoch is read to its end
+    (`epoch` drains what training left), and a run resumed at epoch E first replays epochs
+    0..E-1 by decoding them (when that is at most REPLAY_IMAGES images), which makes the resumed
+    run the uninterrupted one exactly, with one decode thread (several threads decode in a
+    nondeterministic order anyway). A longer replay is skipped, with a warning: the run then
+    continues with a fresh stream.
+    """
+
+    def __init__(self, dataset, batch_size, input_size, threads=2, seed=0, num_parts=1, part_index=0,
+                 dtype="float32"):
+        self.iterator = train_iter(dataset, batch_size, input_size, threads, seed, num_parts, part_index, dtype)
+        self.images = len(dataset.train)
+        self.next_epoch, self.started = 0, False
+
+    def epoch(self, epoch):
+        """The iterator at the start of `epoch` (the first one asked for may be later than 0: a resume)."""
+        if epoch < self.next_epoch:
+            raise ValueError(f"epoch {epoch} was already served (next: {self.next_epoch})")
+        skip = epoch - self.next_epoch
+        if skip and self.images * skip > REPLAY_IMAGES:
+            log.warning("resuming at epoch %d with a fresh data stream: replaying %d epochs of %d images to "
+                        "continue it exactly would take long (limit %d images)", epoch, skip, self.images,
+                        REPLAY_IMAGES)
+            skip = 0
+        elif skip:
+            log.info("replaying the data of epochs %d-%d to resume exactly", self.next_epoch, epoch - 1)
+        if self.started:                         # drain: the next epoch starts where this one ends
+            self._finish()
+        for _ in range(skip):                    # replayed epochs: decoded, never trained on
+            self._finish()
+        self.started = True
+        self.next_epoch = epoch + 1
+        return self.iterator
+
+    def _finish(self):
+        for _ in self.iterator:
+            pass
+        self.iterator.reset()
+
+
 def val_iter(dataset, batch_size, input_size, threads=2, num_parts=1, part_index=0, dtype="float32",
              records=None):
     """Validation batches in file order (resize to size/crop_ratio, centre crop). The last batch

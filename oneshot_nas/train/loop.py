@@ -18,7 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..data.iterators import train_iter
+from ..data.iterators import TrainStream
 from ..errors import UserError
 from ..nn.supernet import SuperNet
 from ..runs.fingerprint import check_same, fingerprint as fingerprint_of
@@ -185,6 +185,8 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
     running_stats = [p for p in params if p.grad_req == "null"]
     val_batches = val_source(dataset, per_worker, input_size, settings.threads, workers, settings.dtype)
 
+    stream = TrainStream(dataset, per_worker, input_size, settings.threads, seed=settings.seed,
+                         num_parts=workers.num_workers, part_index=workers.rank, dtype=settings.dtype)
     images = per_worker * workers.num_workers * steps
     log.info("%s: %d epochs of %d steps, %d images per step on %d device(s) x %d worker(s), lr %s %s",
              task.kind, settings.num_epochs, steps, per_worker * workers.num_workers, len(contexts),
@@ -194,15 +196,13 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
     for epoch in range(start_epoch, last):
         stage = task.start_epoch(epoch)
         mx.random.seed(epoch_seed(settings.seed, epoch, workers.rank))
-        batches = train_iter(dataset, per_worker, input_size, settings.threads, seed=settings.seed + epoch,
-                             num_parts=workers.num_workers, part_index=workers.rank, dtype=settings.dtype)
+        batches = stream.epoch(epoch)
         shown = Progress(epoch, steps, per_worker * workers.num_workers, show_bar,
                          settings.log_interval if workers.is_chief else 0, workers.num_workers == 1)
         tic = time.perf_counter()
         update, totals = train_epoch(task, trainer, batches, steps, contexts, workers, rng, lr_at, update,
                                      settings.label_smoothing, shown)
         seconds = time.perf_counter() - tic
-        del batches
         loss_sum, hits = workers.sum([sum(t[0].asscalar() for t in totals), sum(t[1].asscalar() for t in totals)])
         _check_finite(loss_sum / images, epoch, lr_at(update - 1))      # every worker sees the same sum
         workers.average_data(running_stats)

@@ -25,7 +25,10 @@ from ..errors import ArchitectureError, UserError
 from ..space import PRESETS, Architecture, SearchSpace
 
 TABLE = "truth.jsonl"
-REFERENCES = "references.jsonl"     # the reference nets (nn/plain.py) trained by the same recipe and seeds
+REFERENCES = "references.jsonl"
+# how the training batches are drawn (data/iterators.TrainStream): 2 = one iterator per run, reset
+# between epochs (1 was an iterator per epoch); the same settings draw other batches under another
+DATA_STREAM = 2     # the reference nets (nn/plain.py) trained by the same recipe and seeds
 # the settings that do not shape a unit's result: each unit has its own seed, the number of decode
 # threads changes which random order the data comes in, not how it is drawn, and how often (and on
 # how many images) the epochs validate, log or keep models changes no weight (the final figure is
@@ -48,7 +51,7 @@ def recipe_of(settings, init, devices, dataset):
     """What shapes a retraining's result (train.settings.Settings + the rest), as a JSON-able dict."""
     recipe = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name not in NOT_RECIPE}
     recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()}
-    recipe.update(init=init, devices=devices, dataset=dataset_identity(dataset))
+    recipe.update(init=init, devices=devices, dataset=dataset_identity(dataset), data_stream=DATA_STREAM)
     return recipe
 
 
