@@ -103,6 +103,12 @@ def headline(r):
         record = r.model[1]
         lines.append(f"| retrained from scratch: val top-1 / top-5 | {pct(record.get('top1'))} / "
                      f"{pct(record.get('top5'))} |")
+    c = compare_with_truth(r)
+    if "mine" in c:
+        beaten, n = int((c["theirs"] < c["mine"]).sum()), len(c["theirs"])
+        refs = "".join(f"; `{ref.name}` {pct(ref.top1_mean)}" for ref in c["references"])
+        lines.append(f"| the winner vs the table's random architectures of its budget (same recipe) | beats {beaten} "
+                     f"of {n}; their median {pct(float(np.median(c['theirs'])))}{refs} |")
     if r.profile:
         scores = {s["precision"]: s["score"] for s in r.profile["scores"]}
         lines.append(f"| MicroNet score (fp32 / fp16 / int8) vs MobileNetV2-1.4 | "
@@ -166,63 +172,77 @@ def retrain(r):
         r.image(r.path["retrain"] / "curves.png", "retraining curves")
 
 
-def versus_random(r):
-    """The retrained winner against the table's architectures of the search's budget (same recipe)."""
-    lines = ["## 4. Does the search beat a random pick?\n"]
+def compare_with_truth(r):
+    """The retrained winner against the table's architectures of the search's budget, trained by
+    the same recipe and seed: {'intro', 'note'} when there is nothing to compare, else also
+    'mine', 'theirs' (their top-1 with that seed), 'budget', 'seed', 'own' (the winner's row of
+    the table, if it has one), 'within' (the budget's rows), 'references' and 'floor'."""
     if r.truth is None:
-        return lines + ["(no ground-truth table given: `python -m oneshot_nas.report ROOT --truth TABLE`; "
-                        "make one with `sh scripts/truth_table.sh`, docs/ranking.md)\n"]
+        return {"intro": "", "note": "no ground-truth table given: `python -m oneshot_nas.report ROOT --truth TABLE`; "
+                                    "make one with `sh scripts/truth_table.sh` (docs/ranking.md)"}
     try:
         rows = read_table(r.truth)
     except UserError as err:
-        return lines + [f"(the ground-truth table is not read: {err})\n"]
+        return {"intro": "", "note": f"the ground-truth table is not read: {err}"}
     key = rows[0].recipe_key
-    references = read_references(r.truth, key)
     seeds = sorted({s for row in rows for s in row.seeds})
-    lines.append(f"Ground truth `{r.truth}`: {len(rows)} architectures of `{rows[0].arch.space.name}`, each trained "
-                 f"from scratch with seeds {', '.join(map(str, seeds))} (recipe `{key}`).\n")
+    out = {"intro": f"Ground truth `{r.truth}`: {len(rows)} architectures of `{rows[0].arch.space.name}`, each "
+                    f"trained from scratch with seeds {', '.join(map(str, seeds))} (recipe `{key}`)."}
     if not r.model:
-        return lines + ["(no retrained winner to compare)\n"]
+        return {**out, "note": "no retrained winner to compare"}
     arch, record = r.model
     if record.get("recipe_key") != key:
         why = ("it started from the supernet's weights" if record.get("start", "scratch") != "scratch"
                else "its training recipe differs from the table's")
-        return lines + [f"The winner cannot be compared with this table: {why} (recipe "
-                        f"`{record.get('recipe_key')}`). Retrain it with the table's flags "
-                        "(scripts/train_subnet.sh trains by scripts/truth_table.sh's recipe).\n"]
+        return {**out, "note": f"the winner cannot be compared with this table: {why} (recipe "
+                               f"`{record.get('recipe_key')}`). Retrain it with the table's flags "
+                               "(scripts/train_subnet.sh trains by scripts/truth_table.sh's recipe)"}
     seed = record.get("seed", 0)
-    limits = (r.summary or {}).get("limits") or {}
     try:
-        budget = Limits(CostModel(rows[0].arch.space), limits)
-        within = [row for row in rows if budget(row.arch.genes).ok]
+        budget = Limits(CostModel(rows[0].arch.space), (r.summary or {}).get("limits") or {})
+        within = [row for row in rows if budget(row.arch.genes).ok and row.arch != arch]
     except UserError as err:        # e.g. a latency budget without its table
-        return lines + [f"(the search's budget cannot be applied to the table: {err})\n"]
-    others = [row for row in within if row.arch != arch and seed in row.seeds]
+        return {**out, "note": f"the search's budget cannot be applied to the table: {err}"}
+    others = [row for row in within if seed in row.seeds]
     if not others:
-        return lines + [f"(no architecture of the table is within the budget ({budget.describe()}) with seed {seed})\n"]
-    theirs = np.array([row.top1[row.seeds.index(seed)] for row in others])
-    mine = record["top1"]
+        return {**out, "note": f"no architecture of the table is within the budget ({budget.describe()}) "
+                               f"with seed {seed}"}
+    noise = r.truth / "noise_floor.json" if r.truth.is_dir() else r.truth.parent / "noise_floor.json"
+    return {**out, "mine": record["top1"], "seed": seed, "budget": budget.describe(), "within": within,
+            "theirs": np.array([row.top1[row.seeds.index(seed)] for row in others]),
+            "own": next((row for row in rows if row.arch == arch), None),
+            "references": read_references(r.truth, key), "floor": _read_json(noise)}
+
+
+def versus_random(r):
+    """Section 4: the winner next to random architectures of its budget and the reference nets."""
+    lines = ["## 4. Does the search beat a random pick?\n"]
+    c = compare_with_truth(r)
+    if c["intro"]:
+        lines.append(c["intro"] + "\n")
+    if "note" in c:
+        return lines + [f"({c['note']})\n"]
+    theirs, mine = c["theirs"], c["mine"]
     beaten = int((theirs < mine).sum())
     q1, median, q3 = np.percentile(theirs, [25, 50, 75])
-    lines += [f"The same recipe and seed ({seed}) for the winner and for the table's {len(others)} architectures "
-              f"within the search's budget ({budget.describe()}); top-1 on the validation set:\n",
+    lines += [f"The same recipe and seed ({c['seed']}) for the winner and for the table's {len(theirs)} architectures "
+              f"within the search's budget ({c['budget']}); top-1 on the validation set:\n",
               "| | top-1 |", "|---|---|",
               f"| the winner, retrained | **{pct(mine)}** |",
               f"| random architectures of the budget: median (quartiles) | {pct(median)} ({pct(q1)} - {pct(q3)}) |",
               f"| random architectures of the budget: worst / best | {pct(theirs.min())} / {pct(theirs.max())} |",
-              f"| the winner beats | {beaten} of {len(others)} ({100 * beaten / len(others):.0f}%) |"]
-    own = next((row for row in rows if row.arch == arch), None)
+              f"| the winner beats | {beaten} of {len(theirs)} ({100 * beaten / len(theirs):.0f}%) |"]
+    own = c["own"]
     if own is not None and len(own.seeds) > 1:
-        means = np.array([row.top1_mean for row in within if row.arch != arch])
+        means = np.array([row.top1_mean for row in c["within"]])
         lines.append(f"| the winner in the table: mean of {len(own.seeds)} seeds (its rank among the budget's "
-                     f"means) | {pct(own.top1_mean)} ± {100 * own.top1_std:.1f} (beats {int((means < own.top1_mean).sum())} "
-                     f"of {len(means)}) |")
-    for ref in references:
+                     f"means) | {pct(own.top1_mean)} ± {100 * own.top1_std:.1f} (beats "
+                     f"{int((means < own.top1_mean).sum())} of {len(means)}) |")
+    for ref in c["references"]:
         spread = f" ± {100 * ref.top1_std:.1f}" if ref.top1_std is not None else ""
         lines.append(f"| reference net `{ref.name}` ({millions(ref.macs)} MACs, {millions(ref.params)} params), "
                      f"mean of {len(ref.seeds)} seeds | {pct(ref.top1_mean)}{spread} |")
-    noise = r.truth / "noise_floor.json" if r.truth.is_dir() else r.truth.parent / "noise_floor.json"
-    floor = _read_json(noise)
+    floor = c["floor"]
     if floor and floor.get("seed_std_mean") is not None:
         lines.append(f"| seed noise of one architecture (std, mean over the table) | "
                      f"{100 * floor['seed_std_mean']:.2f} points |")
