@@ -65,8 +65,42 @@ def _mean_std(values):
     return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
 
 
+class _Results:
+    """The per-seed accuracies of a row (`seeds`, `top1`, `top5`) and their statistics."""
+
+    @property
+    def top1_mean(self):
+        return _mean_std(self.top1)[0]
+
+    @property
+    def top1_std(self):
+        return _mean_std(self.top1)[1]
+
+    def _results_dict(self):
+        out = {"seeds": list(self.seeds), "top1": list(self.top1), "top5": list(self.top5)}
+        for key in ("top1", "top5"):
+            out[f"{key}_mean"], out[f"{key}_std"] = _mean_std(getattr(self, key))
+        return out
+
+
+def _checked_results(data, where):
+    """(seeds, top1, top5) of a line, each a tuple; anything malformed is a UserError naming `where`."""
+    seeds, top1, top5 = (data[k] if isinstance(data[k], list) else None for k in ("seeds", "top1", "top5"))
+    if seeds is None or top1 is None or top5 is None or not len(seeds) == len(top1) == len(top5):
+        raise UserError(f"{where}: seeds, top1 and top5 must be lists of the same length")
+    if len(set(seeds)) != len(seeds) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise UserError(f"{where}: the seeds {seeds} must be distinct integers")
+    for key, values in (("top1", top1), ("top5", top5)):
+        for seed, v in zip(seeds, values):
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not (number and math.isfinite(v) and 0 <= v <= 1):
+                raise UserError(f"{where}: {key} of seed {seed} is {v!r}, not an accuracy in [0, 1]; "
+                                "retrain that unit or remove the line")
+    return tuple(seeds), tuple(map(float, top1)), tuple(map(float, top5))
+
+
 @dataclass(frozen=True)
-class TruthRow:
+class TruthRow(_Results):
     """One architecture's line of the table (see the module docstring)."""
     arch: Architecture
     macs: float
@@ -79,21 +113,10 @@ class TruthRow:
     bin: int = None
     included: bool = False
 
-    @property
-    def top1_mean(self):
-        return _mean_std(self.top1)[0]
-
-    @property
-    def top1_std(self):
-        return _mean_std(self.top1)[1]
-
     def to_dict(self):
         space = self.arch.space
         out = {"arch": str(self.arch), "space": space.name, "macs": self.macs, "params": self.params,
-               "bin": self.bin, "included": self.included, "seeds": list(self.seeds),
-               "top1": list(self.top1), "top5": list(self.top5)}
-        for key in ("top1", "top5"):
-            out[f"{key}_mean"], out[f"{key}_std"] = _mean_std(getattr(self, key))
+               "bin": self.bin, "included": self.included, **self._results_dict()}
         out.update(recipe_key=self.recipe_key, recipe=self.recipe)
         if PRESETS.get(space.name) != space:
             out["space_config"] = space.to_dict()
@@ -113,24 +136,13 @@ class TruthRow:
             arch = Architecture.from_str(data["arch"], space)
         except ArchitectureError as err:
             raise UserError(f"{where}: {err}") from None
-        seeds, top1, top5 = (data[k] if isinstance(data[k], list) else None for k in ("seeds", "top1", "top5"))
-        if seeds is None or top1 is None or top5 is None or not len(seeds) == len(top1) == len(top5):
-            raise UserError(f"{where}: seeds, top1 and top5 must be lists of the same length")
-        if len(set(seeds)) != len(seeds) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-            raise UserError(f"{where}: the seeds {seeds} must be distinct integers")
-        for key, values in (("top1", top1), ("top5", top5)):
-            for seed, v in zip(seeds, values):
-                number = isinstance(v, (int, float)) and not isinstance(v, bool)
-                if not (number and math.isfinite(v) and 0 <= v <= 1):
-                    raise UserError(f"{where}: {key} of seed {seed} is {v!r}, not an accuracy in [0, 1]; "
-                                    "retrain that unit or remove the line")
-        return cls(arch, float(data["macs"]), float(data["params"]), tuple(seeds), tuple(map(float, top1)),
-                   tuple(map(float, top5)), str(data["recipe_key"]), data.get("recipe") or {},
-                   data.get("bin"), bool(data.get("included", False)))
+        seeds, top1, top5 = _checked_results(data, where)
+        return cls(arch, float(data["macs"]), float(data["params"]), seeds, top1, top5, str(data["recipe_key"]),
+                   data.get("recipe") or {}, data.get("bin"), bool(data.get("included", False)))
 
 
 @dataclass(frozen=True)
-class ReferenceRow:
+class ReferenceRow(_Results):
     """A reference net's line of references.jsonl: what a searched architecture must beat.
 
         {"name": "plain-8-16-32-64", "macs": 501760.0, "params": 25290.0, "seeds": [0, 1, 2],
@@ -144,33 +156,19 @@ class ReferenceRow:
     top5: tuple
     recipe_key: str
 
-    @property
-    def top1_mean(self):
-        return _mean_std(self.top1)[0]
-
-    @property
-    def top1_std(self):
-        return _mean_std(self.top1)[1]
-
     def to_dict(self):
-        out = {"name": self.name, "macs": self.macs, "params": self.params, "seeds": list(self.seeds),
-               "top1": list(self.top1), "top5": list(self.top5)}
-        for key in ("top1", "top5"):
-            out[f"{key}_mean"], out[f"{key}_std"] = _mean_std(getattr(self, key))
-        out["recipe_key"] = self.recipe_key
-        return out
+        return {"name": self.name, "macs": self.macs, "params": self.params, **self._results_dict(),
+                "recipe_key": self.recipe_key}
 
     @classmethod
     def from_dict(cls, data, where="a reference line"):
-        try:
-            row = cls(str(data["name"]), float(data["macs"]), float(data["params"]), tuple(data["seeds"]),
-                      tuple(map(float, data["top1"])), tuple(map(float, data["top5"])), str(data["recipe_key"]))
-        except (KeyError, TypeError, ValueError) as err:
-            raise UserError(f"{where} is not a reference line ({type(err).__name__}: {err}); python -m "
-                            "oneshot_nas.rank truth --reference writes them") from None
-        if not len(row.seeds) == len(row.top1) == len(row.top5) or not all(0 <= v <= 1 for v in row.top1):
-            raise UserError(f"{where}: seeds, top1 and top5 must be lists of the same length of accuracies")
-        return row
+        missing = [k for k in ("name", "macs", "params", "seeds", "top1", "top5", "recipe_key")
+                   if not isinstance(data, dict) or k not in data]
+        if missing:
+            raise UserError(f"{where} lacks {', '.join(missing)}: it is not a reference line (python -m "
+                            "oneshot_nas.rank truth --reference writes them)")
+        return cls(str(data["name"]), float(data["macs"]), float(data["params"]), *_checked_results(data, where),
+                   str(data["recipe_key"]))
 
 
 def write_table(path, rows):
