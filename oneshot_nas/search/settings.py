@@ -72,8 +72,10 @@ class SearchSettings:
                 raise UserError(f"{name} {value!r} is unknown; choose one of {', '.join(allowed)}")
         if self.objective == "balanced" and self.score != "acc":
             raise UserError("the balanced objective needs accuracies; it cannot rank by the BN score")
-        if self.batch_size < 1 or self.topk_save < 0 or self.rescore < 0 or self.max_tries < 1:
-            raise UserError("the batch size and max_tries must be at least 1, topk_save and rescore >= 0")
+        for name, least in (("batch_size", 1), ("max_tries", 1), ("topk_save", 0), ("rescore", 0)):
+            if getattr(self, name) < least:
+                raise UserError(f"{name.replace('_', ' ')} {getattr(self, name)}: give {least} or more",
+                                settings=name)
         for name in ("max_candidates", "patience", "rescore_images"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"{name} is {getattr(self, name)}; give at least 1 (or leave it unset: "
