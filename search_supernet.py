@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # run from anywhere w
 
 from oneshot_nas.cli import ArgumentParser, run, setup_logging  # noqa: E402
 from oneshot_nas.cli.flags import (add_budget_flags, add_data_flags, add_search_split_flags,  # noqa: E402
-                                   budget_from, gpus_from)
+                                   budget_from, finite, gpus_from)
 from oneshot_nas.cost.model import METRICS  # noqa: E402
 from oneshot_nas.search.settings import STRATEGIES, SearchSettings, default  # noqa: E402
 
@@ -55,7 +55,7 @@ def parse_args(argv):
                    help="genetic: children by crossover per generation")
     g.add_argument("--mutation", type=int, default=default("mutation"),
                    help="genetic: children by mutation per generation")
-    g.add_argument("--mutation-prob", type=float, default=default("mutation_prob"),
+    g.add_argument("--mutation-prob", type=finite, default=default("mutation_prob"),
                    help="genetic: per-gene mutation probability (raised while the parents' neighbourhood runs dry)")
     g.add_argument("--sample-size", type=int, default=default("sample_size"),
                    help="regularized: members sampled per child; the best of them is its parent")
@@ -79,7 +79,7 @@ def parse_args(argv):
                    help="balanced: accuracy - weight x normalised cost (docs/search.md)")
     g.add_argument("--cost-metric", default="macs", choices=tuple(METRICS),
                    help="the cost the balanced objective trades accuracy against")
-    g.add_argument("--cost-weight", type=float, default=0.1,
+    g.add_argument("--cost-weight", type=finite, default=0.1,
                    help="accuracy points the whole cost range is worth, as a fraction")
     g = p.add_argument_group("outputs")
     g.add_argument("--save-dir", help="the run folder (default: logs/search-SPACE)")

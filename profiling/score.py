@@ -106,7 +106,8 @@ def _model_arch(path, arch_path):
 # ----- entry point -------------------------------------------------------------------------------
 def parse_args(argv):
     parser = ArgumentParser(prog="python profiling/score.py", description=__doc__)
-    parser.add_argument("target", help="models/NAME.json, NAME.params or NAME-symbol.json")
+    parser.add_argument("target", help="what to profile: an architecture (models/NAME.json or its string), "
+                        "NAME.params, NAME-symbol.json, NAME.onnx or a gluoncv model-zoo name (e.g. mobilenetv2_1.0)")
     parser.add_argument("--arch", help="architecture JSON for a NAME.params without NAME.json "
                                        "beside it (or the path to profile in a supernet)")
     parser.add_argument("--input-size", type=int, help="input height = width (default: the "

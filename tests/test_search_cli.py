@@ -186,6 +186,10 @@ def test_bad_input_gets_one_clear_message(tmp_path, supernet_path, capsys):
                run_name="joint")
     with pytest.raises(UserError, match="search split is empty"):
         search(tmp_path, supernet_path, "--search-val-images", "0", run_name="c")
+    with pytest.raises(UserError, match="batch size -4: give 1 or more"):
+        search(tmp_path, supernet_path, "--batch-size", "-4", run_name="e")
+    with pytest.raises(UserError, match=r"mutation probability in \[0, 1\]"):
+        search(tmp_path, supernet_path, "--strategy", "genetic", "--mutation-prob", "1.5", run_name="f")
     assert not (tmp_path / "logs").exists()       # nothing written: fix the flag and run again
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:    # what a user sees: one line, no traceback
@@ -195,6 +199,9 @@ def test_bad_input_gets_one_clear_message(tmp_path, supernet_path, capsys):
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith("error: model file") and "none.params does not exist" in err
     assert "Traceback" not in err
+    with pytest.raises(SystemExit):
+        run(search_supernet.main, ["--supernet", str(supernet_path), "--cost-weight", "nan"])
+    assert "argument --cost-weight: 'nan' is not a finite number" in capsys.readouterr().err
 
 
 def test_the_oneshot_plus_spellings_of_search_flags_mean_ours():

@@ -55,6 +55,10 @@ def tiny_arch(tmp_path_factory):
     (["--lr", "nan"], "argument --lr: 'nan' is not a finite number"),
     (["--momentum", "inf"], "argument --momentum: 'inf' is not a finite number"),
     (["--max-macs", "nan"], "is not a finite number"),
+    (["--max-flops", "nan"], "is not a finite number"),
+    (["--resume-states", "x.states"], "pass --resume with the run's --save-dir"),
+    (["--warmup-epochs", "20", "--num-epochs", "10"], "warm-up epochs 20.0 must be at least 0 and fewer"),
+    (["--lr-mode", "step", "--lr-decay-epoch", "5", "--lr-decay", "2"], "step decay factor 2.0 must be in"),
     (["-j", "-1"], "decode threads must be at least 1, got -1 (--num-data-workers)"),
     (["--num-gpus", "2"], "this MXNet build has no GPU support"),
     (["--num-gpus", "1", "--gpus", "0"], "--gpus and --num-gpus both name GPUs"),
@@ -82,7 +86,7 @@ def test_subnet_bad_input(tiny_arch, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_supernet_run_leaves_its_record_and_is_not_overwritten(small, tmp_path, capsys, tiny_arch):
+def test_supernet_run_leaves_its_record_and_is_not_overwritten(small, tmp_path, capfd, tiny_arch):
     save = tmp_path / "supernet-run"
     argv = rec_flags(small) + ["--num-epochs", "1", "--batch-size", "32", "--val-paths", "2",
                                "--calib-images", "64", "--reference-arch", str(tiny_arch), "-j", "1",
@@ -95,7 +99,7 @@ def test_supernet_run_leaves_its_record_and_is_not_overwritten(small, tmp_path, 
     assert load_model(save / "epoch-0000.params")[1]["record"]["epoch"] == 0      # --save-frequency 1
     log = (save / "train.log").read_text()
     assert "epoch 0 step 2/" in log and "images/s" in log and "left in the epoch" in log
-    assert "ImageRecordIOParser2" not in capsys.readouterr().err
+    assert "ImageRecordIOParser2" not in capfd.readouterr().err      # the C++ line, on fd 2
     rows = read_jsonl(save / "metrics.jsonl")
     assert len(rows) == 1
     for key in ("loss", "train_top1", "val_top1_mean", "val_top1_min", "val_top1_max", "val_top5_mean",
@@ -113,7 +117,7 @@ def test_supernet_run_leaves_its_record_and_is_not_overwritten(small, tmp_path, 
     assert meta["kind"] == "supernet" and meta["record"]["epochs"] == 1
     # a second run in the same folder is refused and leaves the checkpoint alone
     checkpoint = (save / "checkpoint" / "model.params").read_bytes()
-    fails(train_supernet.main, argv, capsys, "already holds a run; resume it, overwrite it")
+    fails(train_supernet.main, argv, capfd, "already holds a run; resume it, overwrite it")
     assert (save / "checkpoint" / "model.params").read_bytes() == checkpoint
     assert len(read_jsonl(save / "metrics.jsonl")) == 1
     # the saved supernet seeds a retraining

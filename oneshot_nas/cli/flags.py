@@ -194,9 +194,12 @@ def add_training_flags(parser, epochs, batch_size, lr, save_dir, sessions=True):
                           "latest checkpoint, which --resume uses")
     opt.add_argument("--mode", choices=("hybrid",), default="hybrid",
                      help="gluoncv's --mode: the networks here always run as hybridized graphs")
+    resume = ("a run resumes from its own folder: pass --resume with the run's --save-dir (its checkpoint "
+              "holds the epoch, parameters and optimizer states)" if sessions else
+              "this command resumes by itself: run it again with the same --save-dir and finished work "
+              "is kept")
     for flag in ("--resume-epoch", "--resume-params", "--resume-states"):
-        cli.renamed(parser, flag, "a run resumes from its own folder: pass --resume with the run's "
-                                  "--save-dir (its checkpoint holds the epoch, parameters and optimizer states)")
+        cli.renamed(parser, flag, resume)
     # what gluoncv's and the OneShot+ scripts' users type (docs/flags.md)
     cli.renamed(parser, "--use-rec", "RecordIO is read whenever --rec-train/--rec-train-idx/--rec-val/"
                                      "--rec-val-idx are given", nargs=0)

@@ -7,7 +7,7 @@ import json
 import re
 
 from .counting import MOBILENETV2_14, Counts, micronet_score
-from .model import costs_of_counts
+from .model import costs_of_counts, format_value
 
 UNITS = {
     "params": "MicroNet parameters: every weight, a BatchNorm folded into the conv before it "
@@ -90,6 +90,11 @@ def _m(value):
     return f"{value / 1e6:.3f}"
 
 
+def _millions(count):
+    """A total in millions to three significant figures, as every report prints MACs."""
+    return format_value(count, "macs")
+
+
 def _kernel(k):
     if not k:
         return ""
@@ -116,15 +121,15 @@ def _block_rows(report):
 
 def _total_rows(report):
     t = report["totals"]
-    return [["params (MicroNet, BN folded)", t["params"], f"{t['params'] / 1e6:.3f}M"],
-            ["mults", t["mults"], f"{t['mults'] / 1e6:.2f}M"],
-            ["adds", t["adds"], f"{t['adds'] / 1e6:.2f}M"],
-            ["FLOPs = mults + adds (MicroNet)", t["flops"], f"{t['flops'] / 1e6:.2f}M"],
-            ["MACs (papers' 'FLOPs')", t["macs"], f"{t['macs'] / 1e6:.2f}M"],
+    return [["params (MicroNet, BN folded)", t["params"], _millions(t["params"])],
+            ["mults", t["mults"], _millions(t["mults"])],
+            ["adds", t["adds"], _millions(t["adds"])],
+            ["FLOPs = mults + adds (MicroNet)", t["flops"], _millions(t["flops"])],
+            ["MACs (papers' 'FLOPs')", t["macs"], _millions(t["macs"])],
             ["paper params (BN gamma/beta included)", t["paper_params"],
-             f"{t['paper_params'] / 1e6:.3f}M"],
-            ["quantizable params", t["q_params"], f"{t['q_params'] / 1e6:.3f}M"],
-            ["quantizable mults", t["q_mults"], f"{t['q_mults'] / 1e6:.2f}M"]]
+             _millions(t["paper_params"])],
+            ["quantizable params", t["q_params"], _millions(t["q_params"])],
+            ["quantizable mults", t["q_mults"], _millions(t["q_mults"])]]
 
 
 def _score_rows(report):

@@ -74,6 +74,14 @@ def normalise(images):
     return mx.nd.broadcast_div(mx.nd.broadcast_sub(images.astype("float32"), mean), std)
 
 
+def validation_crop(img, input_size, resize):
+    """One decoded HWC uint8 image with the validation transform: the short side resized to
+    `resize` bilinearly (as ImageRecordIter does), then the centre `input_size` square, as CHW."""
+    img = mx.image.resize_short(img, resize, interp=1)
+    img, _ = mx.image.center_crop(img, (input_size, input_size))
+    return img.asnumpy().transpose(2, 0, 1)
+
+
 def decode_images(dataset, records, keys, input_size, progress=False):
     """The images of `records` at `keys` with the validation transform (resize the short side to
     size / crop_ratio bilinearly, as ImageRecordIter does, then centre crop), as uint8 (N, 3, S, S)
@@ -85,9 +93,7 @@ def decode_images(dataset, records, keys, input_size, progress=False):
     try:
         for i, key in enumerate(progress_bar(keys, progress, f"decoding {records.rec.name}")):
             header, payload = mx.recordio.unpack(reader.read_idx(key))
-            img = mx.image.resize_short(mx.image.imdecode(payload), resize, interp=1)
-            img, _ = mx.image.center_crop(img, (input_size, input_size))
-            out[i] = img.asnumpy().transpose(2, 0, 1)
+            out[i] = validation_crop(mx.image.imdecode(payload), input_size, resize)
             labels[i] = int(np.ravel(header.label)[0])
     except (KeyError, mx.base.MXNetError) as err:
         raise UserError(f"{records.rec} cannot be read at record {key} ({err}); regenerate it and its "

@@ -4,7 +4,7 @@
 
 MODEL is an exported symbol (EXPORT-symbol.json or EXPORT-int8-symbol.json, parameters beside it),
 an ONNX file (EXPORT.onnx, run with onnxruntime) or a Gluon model (NAME.params with NAME.json).
-Images get the validation transform of data.py: resize the short side to size / crop-ratio, centre
+Images get the validation transform of data/slices.py: resize the short side to size / crop-ratio, centre
 crop, normalise with the ImageNet mean and std. The input size comes from the model's description
 (NAME.json, or EXPORT-export.json written by the exporter) unless --input-size is given.
 """
@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import cli
 from ..cli import ArgumentParser
-from ..data.slices import MEAN_RGB, STD_RGB
+from ..cli.flags import finite
+from ..data.slices import normalise, validation_crop
 from ..errors import UserError
 
 
@@ -78,7 +79,8 @@ def load_predictor(model, input_size=None):
 
 # ----- images -----------------------------------------------------------------------------------
 def load_image(path, input_size, crop_ratio=0.875):
-    """One image file as a normalised (3, S, S) float32 array (data.py's validation transform)."""
+    """One image file as a normalised (3, S, S) float32 array (the validation transform of
+    data/slices.py)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"image {path} does not exist")
@@ -86,10 +88,8 @@ def load_image(path, input_size, crop_ratio=0.875):
         img = mx.image.imdecode(path.read_bytes(), flag=1)
     except mx.base.MXNetError:
         raise UserError(f"image {path} cannot be decoded (not a JPEG/PNG/BMP image, or damaged)") from None
-    img = mx.image.resize_short(img, int(round(input_size / crop_ratio)))
-    img, _ = mx.image.center_crop(img, (input_size, input_size))
-    img = (img.astype("float32") - mx.nd.array(MEAN_RGB)) / mx.nd.array(STD_RGB)
-    return img.transpose((2, 0, 1)).asnumpy()
+    chw = validation_crop(img, input_size, int(round(input_size / crop_ratio)))
+    return normalise(mx.nd.array(chw[None], dtype="uint8"))[0].asnumpy()
 
 
 def read_labels(path):
@@ -133,7 +133,7 @@ def main(argv=None):
     parser.add_argument("--labels", help="class names, one per line")
     parser.add_argument("--input-size", type=int, help="image size the model takes (default: from its "
                                                         "description or export summary)")
-    parser.add_argument("--crop-ratio", type=float, default=0.875,
+    parser.add_argument("--crop-ratio", type=finite, default=0.875,
                         help="centre crop of the resized image (0.875 ImageNet, 1.0 the digits)")
     parser.add_argument("--top", type=int, default=5, help="classes shown per image")
     parser.add_argument("--json", action="store_true", help="one JSON object per image")

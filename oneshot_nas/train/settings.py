@@ -12,6 +12,7 @@ import mxnet as mx
 from ..errors import UserError
 from ..nn.layers import ElasticBatchNorm
 from ..runs.fingerprint import free
+from .lr import lr_schedule
 
 OPTIMIZERS = ("nag", "sgd")
 INITIALIZERS = {
@@ -66,6 +67,10 @@ class Settings:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise UserError(f"{name} {value} must be a finite number >= 0")
+        # the schedule's own checks (mode, warm-up, decay epochs), before anything is written; 1,000
+        # steps an epoch stands in for the dataset's count, which fit() uses
+        lr_schedule(self.lr, 1000, self.num_epochs, self.lr_mode, self.warmup_epochs, self.warmup_lr,
+                    self.target_lr, tuple(self.lr_decay_epochs), self.lr_decay)
 
 
 def initialize(net, contexts, init="msra", seed=0):
