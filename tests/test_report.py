@@ -9,7 +9,7 @@ import train_supernet
 from oneshot_nas import rank
 from oneshot_nas.export import __main__ as export
 from oneshot_nas.errors import UserError
-from oneshot_nas.runs.report import build_report
+from oneshot_nas.runs.report import build_report, verdict
 from oneshot_nas.train.truthtable import read_references, read_table
 from profiling import score
 from tests.test_train_cli import rec_flags
@@ -67,3 +67,11 @@ def test_report_reads_every_step(small, tmp_path):
 def test_report_of_a_missing_run_says_what_to_do(tmp_path):
     with pytest.raises(UserError, match="run sh scripts/quickstart.sh first"):
         build_report(tmp_path / "nothing")
+
+
+def test_the_verdict_weighs_the_winner_against_the_median_and_the_seed_noise():
+    floor = {"seed_std_mean": 0.006}
+    assert "no better than a random pick" in verdict(0.955, 0.954, floor)       # +0.1 points: noise
+    assert "beat a random pick" in verdict(0.965, 0.954, floor)                 # +1.1 points
+    assert "worse than a random pick" in verdict(0.940, 0.954, floor)           # -1.4 points
+    assert "no seed noise known" in verdict(0.965, 0.954, None)

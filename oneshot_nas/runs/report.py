@@ -133,14 +133,23 @@ def supernet(r):
         return lines + ["(no supernet record found)\n"]
     lines += ["| epoch | stage | scales | loss | train top-1 | val top-1 mean (min-max) | ref path top-1 | s |",
               "|---|---|---|---|---|---|---|---|"]
-    for row in r.supernet:
+    rows, previous = [], None
+    for i, row in enumerate(r.supernet):      # validated epochs, the last, and each stage's first
         stage = "one path (inheritance)" if row.get("path") else "uniform paths"
+        if row.get("val_top1_mean") is not None or i == len(r.supernet) - 1 or stage != previous:
+            rows.append((stage, row))
+        previous = stage
+    for stage, row in rows:
+        val = (f"{pct(row['val_top1_mean'])} ({pct(row.get('val_top1_min'))}-{pct(row.get('val_top1_max'))})"
+               if row.get("val_top1_mean") is not None else "n/a")
         scales = row.get("scales") or [0]
         lines.append(
             f"| {row['epoch']} | {stage} | {min(scales):.1f}-{max(scales):.1f} | {row['loss']:.3f} | "
-            f"{pct(row.get('train_top1'))} | {pct(row.get('val_top1_mean'))} ({pct(row.get('val_top1_min'))}-"
-            f"{pct(row.get('val_top1_max'))}) | {pct(row.get('ref_top1'))} | "
+            f"{pct(row.get('train_top1'))} | {val} | {pct(row.get('ref_top1'))} | "
             f"{row['seconds'] + row.get('val_seconds', 0):.1f} |")
+    if len(rows) < len(r.supernet):
+        lines.append(f"\n({len(r.supernet) - len(rows)} epochs without validation left out: every epoch is "
+                     f"in `{r.path['supernet'].relative_to(r.root)}/metrics.jsonl`.)")
     lines += [""] + r.image(r.path["supernet"] / "curves.png", "supernet curves")
     if r.paths and r.space:
         lines += r.image(plot_sampled_paths(r.paths, r.space, r.root / "sampled_paths.png"),
@@ -214,6 +223,23 @@ def compare_with_truth(r):
             "references": read_references(r.truth, key), "floor": _read_json(noise)}
 
 
+def verdict(mine, median, floor):
+    """One sentence: did the search beat a random pick of its budget, against the seed noise?"""
+    noise = (floor or {}).get("seed_std_mean")
+    gap = 100 * (mine - median)
+    if noise is None:
+        return f"The winner is {gap:+.1f} points from the median random architecture (no seed noise known)."
+    noise = 100 * noise
+    if abs(gap) <= noise:
+        return (f"**Verdict: no better than a random pick on this run.** The winner is {gap:+.1f} points from "
+                f"the median random architecture of its budget, within one seed's noise ({noise:.2f} points).")
+    if gap > 0:
+        return (f"**Verdict: the search beat a random pick on this run**, by {gap:+.1f} points over the median "
+                f"random architecture of its budget (seed noise {noise:.2f} points).")
+    return (f"**Verdict: worse than a random pick on this run**: {gap:+.1f} points from the median random "
+            f"architecture of its budget (seed noise {noise:.2f} points).")
+
+
 def versus_random(r):
     """Section 4: the winner next to random architectures of its budget and the reference nets."""
     lines = ["## 4. Does the search beat a random pick?\n"]
@@ -246,7 +272,7 @@ def versus_random(r):
     if floor and floor.get("seed_std_mean") is not None:
         lines.append(f"| seed noise of one architecture (std, mean over the table) | "
                      f"{100 * floor['seed_std_mean']:.2f} points |")
-    lines.append("")
+    lines += ["", verdict(mine, median, floor), ""]
     if r.ranking_md.is_file():
         lines += ["How well the supernet ranks the table's architectures "
                   "(`python -m oneshot_nas.rank score`):\n", r.ranking_md.read_text()]
