@@ -72,6 +72,7 @@ def test_report_of_a_missing_run_says_what_to_do(tmp_path):
 def test_the_verdict_weighs_the_winner_against_the_median_and_the_seed_noise():
     floor = {"seed_std_mean": 0.006}
     assert "no better than a random pick" in verdict(0.955, 0.954, floor)       # +0.1 points: noise
+    assert "beat a random pick" in verdict(0.959, 0.954, floor, seeds=3)        # +0.5 > 0.6 / sqrt(3)
     assert "beat a random pick" in verdict(0.965, 0.954, floor)                 # +1.1 points
     assert "worse than a random pick" in verdict(0.940, 0.954, floor)           # -1.4 points
     assert "no seed noise known" in verdict(0.965, 0.954, None)

@@ -46,6 +46,9 @@ def test_the_draw_replays_from_its_seed_and_leaves_out_the_excluded():
     assert draw(3).archs == first.archs and draw(4).archs != first.archs
     again = draw(3, first.archs[:2])
     assert not set(first.archs[:2]) & set(again.archs)
+    # excluding an architecture the draw never took (an --include) changes none of the draws
+    other = draw(4).archs[0]
+    assert other not in first.archs and draw(3, (other,)).archs == first.archs
 
 
 def test_impossible_requests_say_why():

@@ -65,12 +65,12 @@ def stratified_sample(limits, count, bins, rng, metric="macs", exclude=(), pool=
     genes, values = np.concatenate(genes), np.concatenate(values)
     genes, first = np.unique(genes, axis=0, return_index=True)
     values = values[first]
-    if len(exclude):
-        skip = {tuple(a.genes) for a in exclude}
-        keep = np.array([tuple(g) not in skip for g in genes.tolist()], dtype=bool)
-        genes, values = genes[keep], values[keep]
-    if len(genes) < count:
-        raise UserError(f"only {len(genes)} distinct architectures of {pool:,} uniform draws meet the budget "
+    # excluded architectures stay in the pool and are swapped out after the draw, so that adding an
+    # --include to a table changes none of its other draws (and its cached units stay valid)
+    skip = {tuple(a.genes) for a in exclude}
+    skipped = np.array([tuple(g) in skip for g in genes.tolist()], dtype=bool)
+    if len(genes) - skipped.sum() < count:
+        raise UserError(f"only {len(genes) - skipped.sum()} distinct architectures of {pool:,} uniform draws meet the budget "
                         f"({limits.describe()}), fewer than the {count} asked for; widen the budget or ask "
                         "for fewer architectures")
     lo, hi = float(values.min()), float(values.max())
@@ -80,18 +80,29 @@ def stratified_sample(limits, count, bins, rng, metric="macs", exclude=(), pool=
     members = [np.flatnonzero(where == b) for b in range(bins)]
     share = np.full(bins, count // bins)
     share[rng.choice(bins, count % bins, replace=False)] += 1
-    have = np.array([len(m) for m in members])
+    have = np.array([int((~skipped[m]).sum()) for m in members])
     short = tuple(int(b) for b in np.flatnonzero(have < share))
     take = np.minimum(share, have)
     while take.sum() < count:               # one more from the bin that gives fewest (and can spare one)
         spare = have - take
         open_bins = np.flatnonzero(spare > 0)
         take[min(open_bins, key=lambda b: (take[b], -spare[b]))] += 1
-    chosen = np.concatenate([rng.choice(m, t, replace=False) for m, t in zip(members, take) if t])
+    chosen = np.concatenate([_draw(m, t, skipped, rng) for m, t in zip(members, take) if t])
     chosen = chosen[np.argsort(values[chosen], kind="stable")]
     archs = tuple(space.decode(tuple(int(g) for g in genes[i])) for i in chosen)
     return Stratified(archs, tuple(int(where[i]) for i in chosen), tuple(float(e) for e in edges), metric,
-                      len(genes), short)
+                      int(len(genes) - skipped.sum()), short)
+
+
+def _draw(members, take, skipped, rng):
+    """`take` of `members` (indices into the pool) drawn uniformly, none of them `skipped`: drawn
+    among all members, then each skipped one replaced by a member not yet taken."""
+    chosen = rng.choice(members, take, replace=False)
+    bad = skipped[chosen]
+    if bad.any():
+        rest = np.setdiff1d(members[~skipped[members]], chosen[~bad])
+        chosen[bad] = rng.choice(rest, int(bad.sum()), replace=False)
+    return chosen
 
 
 def describe(result):
