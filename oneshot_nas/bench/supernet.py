@@ -31,6 +31,8 @@ CONFIGS = {
     "supernet-random": ("mxnet", "oneshot+", "random"),
     "supernet-widest": ("mxnet", "oneshot+", "widest-blocks"),
     "standalone-widest": ("mxnet-subnet", "oneshot+", "largest"),
+    "standalone-random": ("mxnet-subnet", "oneshot+", "random"),          # the same 12 paths as
+    "standalone-widest-blocks": ("mxnet-subnet", "oneshot+", "widest-blocks"),   # the supernet's
     "torch-random": ("torch", "oneshot+", "random"),
     "blocks-mxnet": ("mxnet", "oneshot", "blocks-at-1.0"),
     "blocks-torch": ("torch", "oneshot", "blocks-at-1.0"),
@@ -161,20 +163,30 @@ def report(results, sizes):
     ips = {k: v["images_per_sec"] for k, v in med.items()}
     print(f"{'configuration':22s} " + " ".join(f"{s:>6d}px" for s in sizes) + "   (images/s, medians)")
     for name in CONFIGS:
-        print(f"{name:22s} " + " ".join(f"{ips[(name, s)]:8.1f}" for s in sizes))
+        if all((name, s) in ips for s in sizes):
+            print(f"{name:24s} " + " ".join(f"{ips[(name, s)]:8.1f}" for s in sizes))
     print()
     rows = [("supernet / standalone, OneShot-S+ path", "supernet-s+", "standalone-s+", 0.95),
             ("oneshot+ random paths / PyTorch supernet", "supernet-random", "torch-random", 1.0),
             ("block-only / PyTorch supernet", "blocks-mxnet", "blocks-torch", 1.0)]
     print(f"{'target':44s} " + " ".join(f"{s:>6d}px" for s in sizes) + "  goal")
+    have = lambda *names: all((n, s) in ips for n in names for s in sizes)  # noqa: E731
     for label, a, b, goal in rows:
+        if not have(a, b):
+            continue
         print(f"{label:44s} " + " ".join(f"{ips[(a, s)] / ips[(b, s)]:8.3f}" for s in sizes) + f"  >= {goal}")
-    for s in sizes:
+    for s in sizes if have("supernet-widest", "supernet-random") else ():
         time_ratio = ips[("supernet-widest", s)] / ips[("supernet-random", s)]
         macs_ratio = med[("supernet-random", s)]["macs"] / med[("supernet-widest", s)]["macs"]
         print(f"random widths at {s}px: step-time ratio random/widest {time_ratio:.3f}, MACs ratio "
               f"{macs_ratio:.3f}: off by {100 * (time_ratio / macs_ratio - 1):+.1f}% (goal within 10%)")
-    for s in sizes:
+        if ("standalone-random", s) in ips and ("standalone-widest-blocks", s) in ips:
+            alone = ips[("standalone-widest-blocks", s)] / ips[("standalone-random", s)]
+            print(f"  the same paths as standalone hybridized SubNets: step-time ratio {alone:.3f} "
+                  f"(what the hardware gives for those widths); supernet / standalone, random paths "
+                  f"{ips[('supernet-random', s)] / ips[('standalone-random', s)]:.3f}, random blocks at the widest "
+                  f"{ips[('supernet-widest', s)] / ips[('standalone-widest-blocks', s)]:.3f}")
+    for s in sizes if have("supernet-random", "standalone-widest", "torch-random") else ():
         sup, alone = med[("supernet-random", s)], med[("standalone-widest", s)]
         print(f"peak memory at {s}px: supernet (random paths) {sup['rss_end_mb']:.0f} MB "
               f"(after warm-up {sup['rss_warm_mb']:.0f} MB), standalone widest {alone['rss_end_mb']:.0f} MB: "
@@ -188,6 +200,8 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument("--quick", action="store_true", help="64 px only, 2 rounds, fewer steps")
+    parser.add_argument("--configs", help="only these configurations (comma-separated, of: "
+                        f"{', '.join(CONFIGS)}); targets whose baseline is left out are not printed")
     parser.add_argument("--one", choices=tuple(CONFIGS), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=64, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=24, help=argparse.SUPPRESS)
@@ -201,7 +215,13 @@ def main(argv=None):
     rounds = 2 if args.quick else args.rounds
     print(f"{rounds} interleaved rounds, each configuration a fresh process; steps timed per process: "
           + ", ".join(f"{steps[s]} at {s}px (batch {SIZES[s]})" for s in sizes), flush=True)
-    report(measure(rounds, sizes, steps), sizes)
+    names = tuple(CONFIGS)
+    if args.configs:
+        names = tuple(n.strip() for n in args.configs.split(","))
+        unknown = [n for n in names if n not in CONFIGS]
+        if unknown:
+            parser.error(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    report(measure(rounds, sizes, steps, names), sizes)
 
 
 if __name__ == "__main__":
