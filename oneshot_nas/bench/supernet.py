@@ -73,7 +73,7 @@ def run_one(name, size, steps, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch, 3, size, size)).astype(np.float32)
     y = rng.integers(0, space.num_classes, batch)
-    step = (_torch_step if framework == "torch" else _mxnet_step)(framework, space, x, y)
+    step = _torch_step(space, x, y) if framework == "torch" else _mxnet_step(framework, space, x, y, paths)
     for arch in paths:                 # warm-up: every path once (twice for a single path)
         step(arch)
         if len(paths) == 1:
@@ -88,7 +88,7 @@ def run_one(name, size, steps, seed=0):
     return {"images_per_sec": batch * steps / seconds, "macs": macs, "rss_warm_mb": warm, "rss_end_mb": _rss_mb()}
 
 
-def _mxnet_step(framework, space, x, y):
+def _mxnet_step(framework, space, x, y, paths):
     import mxnet as mx
     from mxnet import autograd
     from ..nn.subnet import SubNet
@@ -96,6 +96,8 @@ def _mxnet_step(framework, space, x, y):
     from ..train.loop import smoothed_cross_entropy
     x, y = mx.nd.array(x), mx.nd.array(y)
     nets = {}
+
+    single = len(paths) == 1
 
     def network(arch):
         if framework == "mxnet":
@@ -107,7 +109,9 @@ def _mxnet_step(framework, space, x, y):
         if str(arch) not in nets:
             net = SubNet(arch)
             net.initialize(mx.init.MSRAPrelu())
-            net.hybridize(static_alloc=True, static_shape=True)
+            # one path: static memory, its best case; several: none (12 static 224-px graphs exhaust
+            # 24 GB), as the supernet's (candidate, width) blocks
+            net.hybridize(**(dict(static_alloc=True, static_shape=True) if single else {}))
             nets[str(arch)] = net
         return nets[str(arch)], nets[str(arch)]
 
@@ -128,7 +132,7 @@ def _mxnet_step(framework, space, x, y):
     return step
 
 
-def _torch_step(framework, space, x, y):
+def _torch_step(space, x, y):
     from .torch_supernet import TorchSuperNet, torch
     net = TorchSuperNet(space)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=4e-5)
@@ -151,7 +155,13 @@ def measure(rounds, sizes, steps, names=tuple(CONFIGS)):
             for name in names:
                 out = subprocess.run([sys.executable, "-m", "oneshot_nas.bench", "supernet", "--one", name,
                                       "--size", str(size), "--steps", str(steps[size]), "--seed", str(r)],
-                                     capture_output=True, text=True, check=True)
+                                     capture_output=True, text=True)
+                if out.returncode:
+                    why = (f"killed by signal {-out.returncode}{' (out of memory?)' * (out.returncode == -9)}"
+                           if out.returncode < 0 else (out.stderr.strip().splitlines() or ["no message"])[-1])
+                    print(f"  round {r + 1}/{rounds} {size}px {name}: failed, {why}; left out", file=sys.stderr,
+                          flush=True)
+                    continue
                 results.setdefault((name, size), []).append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(f"  round {r + 1}/{rounds} {size}px {name}: "
                       f"{results[(name, size)][-1]['images_per_sec']:.1f} img/s", file=sys.stderr, flush=True)
@@ -161,7 +171,7 @@ def measure(rounds, sizes, steps, names=tuple(CONFIGS)):
 def report(results, sizes):
     med = {k: {f: statistics.median(r[f] for r in v) for f in v[0]} for k, v in results.items()}
     ips = {k: v["images_per_sec"] for k, v in med.items()}
-    print(f"{'configuration':22s} " + " ".join(f"{s:>6d}px" for s in sizes) + "   (images/s, medians)")
+    print(f"{'configuration':24s} " + " ".join(f"{s:>6d}px" for s in sizes) + "   (images/s, medians)")
     for name in CONFIGS:
         if all((name, s) in ips for s in sizes):
             print(f"{name:24s} " + " ".join(f"{ips[(name, s)]:8.1f}" for s in sizes))
