@@ -211,12 +211,12 @@ def _path_arrays(pieces, net, contexts):
     arrays = {ctx: {} for ctx in contexts}
     for piece in pieces:
         for name, param, shape in piece.params:
-            data = param.data(source_ctx)
+            data, copied = param.data(source_ctx), False
             for axis, size in enumerate(shape):
                 if data.shape[axis] != size:
-                    data = mx.nd.slice_axis(data, axis=axis, begin=0, end=size)
-            for ctx in contexts:
-                arrays[ctx][name] = data.copyto(ctx)
+                    data, copied = mx.nd.slice_axis(data, axis=axis, begin=0, end=size), True
+            for ctx in contexts:     # slice_axis already copied: on its own context, no second copy
+                arrays[ctx][name] = data if copied and ctx == source_ctx else data.copyto(ctx)
     return arrays
 
 
