@@ -88,13 +88,14 @@ def parse_args(argv):
     g.add_argument("--resume", action="store_true", help="continue the search in --save-dir")
     g.add_argument("--overwrite", action="store_true", help="start again in --save-dir")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return p.parse_args(argv)
 
 
 def settings_from(args):
-    keys = set(SearchSettings.__dataclass_fields__) - {"limits", "plots"}
+    keys = set(SearchSettings.__dataclass_fields__) - {"limits", "plots", "progress"}
     return SearchSettings(**{k: getattr(args, k) for k in keys}, limits=budget_from(args),
-                          plots=not args.no_plots)
+                          plots=not args.no_plots, progress=not args.no_progress)
 
 
 def main(argv=None):

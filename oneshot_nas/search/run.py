@@ -137,12 +137,12 @@ class SearchRun:
         evaluator = None
         if self.plan is not None:
             data = load_search_data(self.dataset, self.plan, self.space.input_size,
-                                    progress=self.workers.is_chief)
+                                    progress=self.workers.is_chief and s.progress)
             evaluator = CandidateEvaluator(self.supernet, data, self.contexts, s.batch_size * len(self.contexts))
         self.bn_scores = BNScores(self.supernet)
         scorer = SupernetScorer(self.space, self.costs, self.objective, self.bn_scores,
                                 evaluator if s.score != "bn" else None, self.workers,
-                                progress=self.workers.is_chief, by_nll=s.score == "nll")
+                                progress=self.workers.is_chief and s.progress, by_nll=s.score == "nll")
         history = self._evolve(scorer)
         ranked = history.ranked()
         if s.score == "bn" and s.rescore > 0:
@@ -182,7 +182,7 @@ class SearchRun:
         done = {r["arch"]: r for r in self.records if r.get("stage") == "rescore"}
         todo = [r for r in top if r["arch"] not in done]
         scorer = SupernetScorer(self.space, self.costs, self.objective, self.bn_scores, evaluator,
-                                self.workers, progress=self.run is not None)
+                                self.workers, progress=self.run is not None and self.settings.progress)
         scorer.label = "rescoring by accuracy"
         fresh = scorer([Architecture.from_str(r["arch"], self.space).genes for r in todo]) if todo else []
         for old, new in zip(todo, fresh):
@@ -200,7 +200,7 @@ class SearchRun:
         done = {r["arch"]: r for r in self.records if r.get("stage") == SECOND_SPLIT}
         todo = [r for r in top if r["arch"] not in done]
         scorer = SupernetScorer(self.space, self.costs, self.objective, self.bn_scores, evaluator,
-                                self.workers, progress=self.run is not None, by_nll=self.settings.score == "nll")
+                                self.workers, progress=self.run is not None and s.progress, by_nll=s.score == "nll")
         scorer.label = f"re-scoring the best {len(top)} on the second split"
         fresh = scorer([Architecture.from_str(r["arch"], self.space).genes for r in todo]) if todo else []
         for old, new in zip(todo, fresh):

@@ -64,6 +64,7 @@ class SearchSettings:
     models_dir: str = free("models")
     topk_save: int = free(5)
     plots: bool = free(True)
+    progress: bool = free(True)          # progress bars (on a terminal only, and on the chief worker)
 
     def __post_init__(self):
         for name, value, allowed in (("strategy", self.strategy, STRATEGIES), ("score", self.score, SCORES),
