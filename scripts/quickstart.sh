@@ -1,5 +1,5 @@
 #!/bin/sh
-# The whole pipeline in one command, on the embedded digits and a CPU (about 1.5 minutes on 2 cores,
+# The whole pipeline in one command, on the embedded digits and a CPU (about a minute on 2 cores,
 # plus the first-time set-up of .venv). The demo recipe (docs/ranking.md): the `tiny4` space on the
 # few-shot view of the digits (359 training images, 719 that rank search candidates, 719 that
 # report), small enough that a ground-truth table of 60 architectures x 3 seeds ships with the repo

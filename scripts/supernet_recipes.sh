@@ -2,7 +2,7 @@
 # Supernet recipes ranked against one ground-truth table (docs/ranking.md, "Which supernet ranks
 # best"): each recipe trains a `tiny4` supernet on the few-shot digits (scripts/train_supernet.sh
 # plus the flags below), scores the table's architectures with it (python -m oneshot_nas.rank score)
-# and the rankings are compared in one table (logs/recipes/recipes.md). About 20 minutes on 2 CPU cores.
+# and the rankings are compared in one table (logs/recipes/recipes.md). About 6 minutes on 2 CPU cores.
 . "$(dirname "$0")/env.sh"
 OUT=logs/recipes
 TRUTH=${TRUTH:-benchmarks/truth-tiny4}
@@ -15,14 +15,16 @@ recipe() {   # recipe NAME FLAGS...: train the supernet NAME with FLAGS, then ra
         --digits-view few-shot --save-dir "$OUT/$name/ranking" --overwrite --no-plots || exit 1
 }
 
-recipe warm-start-seed0 --seed 0                          # the demo recipe: one path 10 epochs, then 140 uniform
-recipe warm-start-seed1 --seed 1
-recipe warm-start-seed2 --seed 2
-recipe warm-start-300-epochs --num-epochs 300             # twice as long
+recipe seed0 --seed 0                       # the demo recipe: one path 10 epochs, then 5 uniform (the quickstart's)
+recipe seed1 --seed 1
+recipe seed2 --seed 2
+recipe 150-epochs --num-epochs 150 --val-every 10         # the earlier demo recipe: 140 uniform epochs
+recipe 300-epochs --num-epochs 300 --val-every 10
 recipe strolling --max-macs 1M --constraint-sampler strolling   # paths spread evenly over the MACs range
-recipe channel-warm-up --epoch-start-cs 30 --cs-warm-up  # OneShot+: widest channels first, scales widened one by one
+recipe channel-warm-up-150 --num-epochs 150 --val-every 10 --epoch-start-cs 30 --cs-warm-up  # OneShot+'s
 recipe from-scratch --inherit-epochs 0                    # no one-path warm start: uniform from the first step
+recipe from-scratch-150 --num-epochs 150 --val-every 10 --inherit-epochs 0
 python -m oneshot_nas.rank compare --out "$OUT/recipes.md" \
-    "$OUT"/warm-start-seed0/ranking "$OUT"/warm-start-seed1/ranking "$OUT"/warm-start-seed2/ranking \
-    "$OUT"/warm-start-300-epochs/ranking "$OUT"/strolling/ranking "$OUT"/channel-warm-up/ranking \
-    "$OUT"/from-scratch/ranking
+    "$OUT"/seed0/ranking "$OUT"/seed1/ranking "$OUT"/seed2/ranking "$OUT"/150-epochs/ranking \
+    "$OUT"/300-epochs/ranking "$OUT"/strolling/ranking "$OUT"/channel-warm-up-150/ranking \
+    "$OUT"/from-scratch/ranking "$OUT"/from-scratch-150/ranking
