@@ -42,6 +42,9 @@ def build_parser():
     sup.add_argument("--inherit-epochs", type=int, default=0,
                      help="train one path alone for this many epochs (--reference-arch, else every "
                           "position at block 0 and full width), then copy it into every candidate")
+    sup.add_argument("--bn-only-from", type=int, metavar="EPOCH",
+                     help="BN-NAS: from this epoch on train only the BatchNorm scales and shifts, every "
+                          "other weight frozen (after --inherit-epochs; default: never)")
     sup.add_argument("--val-paths", type=int, default=5, help="random paths validated every epoch")
     sup.add_argument("--calib-images", type=int, default=1000,
                      help="training images that re-estimate each validated path's BN statistics")
@@ -60,6 +63,9 @@ def main(argv=None):
     plan = channel_schedule(space, args.num_epochs, args.epoch_start_cs, args.cs_warm_up)
     if not 0 <= args.inherit_epochs < args.num_epochs:
         raise UserError(f"--inherit-epochs {args.inherit_epochs} must be within 0..--num-epochs - 1")
+    if args.bn_only_from is not None and not args.inherit_epochs < args.bn_only_from < args.num_epochs:
+        raise UserError(f"--bn-only-from {args.bn_only_from} must come after the one-path epochs "
+                        f"(--inherit-epochs {args.inherit_epochs}) and before --num-epochs {args.num_epochs}")
     if args.calib_images < 1:
         raise UserError("--calib-images must be at least 1: paths are validated after BN recalibration")
     args.gpus = gpus_from(args)
@@ -91,7 +97,7 @@ def main(argv=None):
         span = "epoch 0" if args.inherit_epochs == 1 else f"epochs 0-{args.inherit_epochs - 1}"
         log.info("%s train %s alone; then it is copied into every candidate", span, reference)
     task = SupernetTask(net, sampler, plan, calibration, args.val_paths, reference, args.seed,
-                        args.inherit_epochs, reference)
+                        args.inherit_epochs, reference, args.bn_only_from)
     history = fit(task, dataset, settings, contexts, workers, run=run, save_dir=args.save_dir,
                   resume=args.resume, stop_after=args.stop_after_epoch,
                   progress=False if args.no_progress else None)

@@ -2,7 +2,7 @@
 # Supernet recipes ranked against one ground-truth table (docs/ranking.md, "Which supernet ranks
 # best"): each recipe trains a `tiny4` supernet on the few-shot digits (scripts/train_supernet.sh
 # plus the flags below), scores the table's architectures with it (python -m oneshot_nas.rank score)
-# and the rankings are compared in one table (logs/recipes/recipes.md). About 6 minutes on 2 CPU cores.
+# and the rankings are compared in one table (logs/recipes/recipes.md). About 7 minutes on 2 CPU cores.
 . "$(dirname "$0")/env.sh"
 OUT=logs/recipes
 TRUTH=${TRUTH:-benchmarks/truth-tiny4}
@@ -24,7 +24,10 @@ recipe strolling --max-macs 1M --constraint-sampler strolling   # paths spread e
 recipe channel-warm-up-150 --num-epochs 150 --val-every 10 --epoch-start-cs 30 --cs-warm-up  # OneShot+'s
 recipe from-scratch --inherit-epochs 0                    # no one-path warm start: uniform from the first step
 recipe from-scratch-150 --num-epochs 150 --val-every 10 --inherit-epochs 0
+recipe bn-only-from-11 --bn-only-from 11                 # BN-NAS: 1 full uniform epoch, then 4 training only BN
+recipe bn-only-from-15-150 --num-epochs 150 --val-every 10 --bn-only-from 15   # 5 full, then 135 BN-only
 python -m oneshot_nas.rank compare --out "$OUT/recipes.md" \
     "$OUT"/seed0/ranking "$OUT"/seed1/ranking "$OUT"/seed2/ranking "$OUT"/150-epochs/ranking \
     "$OUT"/300-epochs/ranking "$OUT"/strolling/ranking "$OUT"/channel-warm-up-150/ranking \
-    "$OUT"/from-scratch/ranking "$OUT"/from-scratch-150/ranking
+    "$OUT"/from-scratch/ranking "$OUT"/from-scratch-150/ranking "$OUT"/bn-only-from-11/ranking \
+    "$OUT"/bn-only-from-15-150/ranking

@@ -226,3 +226,32 @@ def test_inheritance_stage_trains_one_path_then_copies_it_everywhere(rng):
     assert "path" not in task.start_epoch(2)
     np.testing.assert_array_equal(snb5.data().asnumpy(), net.candidates[6][0].main[0].conv.weight.data().asnumpy())
     assert len({task.draw(rng) for _ in range(5)}) == 5
+
+
+@pytest.mark.parametrize("contexts", [[mx.cpu(0)], TWO_DEVICES], ids=["one-device", "two-devices"])
+def test_bn_only_epochs_train_the_batchnorm_scales_and_shifts_and_nothing_else(contexts, rng):
+    space = get_space("tiny")
+    net = supernet_on(contexts)
+    sync = Workers("device", len(contexts))
+    params = ordered_params(net)
+    sync.register(params, contexts)
+    trainer = make_trainer(params, Settings(lr=0.1, momentum=0.9, wd=1e-2))
+    task = SupernetTask(net, PathSampler(space), channel_schedule(space, 2), calibration=None, bn_only_from=1)
+    assert "bn_only" not in task.start_epoch(0)
+    arch = random_arch(space, rng)
+    train_step(task, trainer, one_batch(rng), contexts, arch, sync, 16, 0.0, totals_for(contexts))  # momentum
+    before = snapshot(net, contexts[0])
+    assert task.start_epoch(1)["bn_only"] and task.describe()["bn_only_from"] == 1
+    for _ in range(2):
+        train_step(task, trainer, one_batch(rng), contexts, arch, sync, 16, 0.0, totals_for(contexts))
+    after = snapshot(net, contexts[0])
+    affine = [n for n in after if n.endswith((".gamma", ".beta"))]
+    stats = [n for n in after if n.endswith((".running_mean", ".running_var"))]
+    frozen = [n for n in after if n not in affine and n not in stats]
+    assert frozen and affine
+    for n in frozen:     # not moved even by the momentum of the full step before
+        np.testing.assert_array_equal(before[n], after[n], err_msg=n)
+    assert any(not np.array_equal(before[n], after[n]) for n in affine)
+    for ctx in contexts[1:]:       # every device trains the same scales and shifts
+        for name in affine:
+            np.testing.assert_array_equal(snapshot(net, ctx)[name], after[name], err_msg=name)

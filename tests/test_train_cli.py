@@ -56,6 +56,7 @@ def tiny_arch(tmp_path_factory):
     (["--momentum", "inf"], "argument --momentum: 'inf' is not a finite number"),
     (["--max-macs", "nan"], "is not a finite number"),
     (["--max-flops", "nan"], "is not a finite number"),
+    (["--bn-only-from", "20", "--num-epochs", "10"], "--bn-only-from 20 must come after the one-path epochs"),
     (["--resume-states", "x.states"], "pass --resume with the run's --save-dir"),
     (["--warmup-epochs", "20", "--num-epochs", "10"], "warm-up epochs 20.0 must be at least 0 and fewer"),
     (["--lr-mode", "step", "--lr-decay-epoch", "5", "--lr-decay", "2"], "step decay factor 2.0 must be in"),

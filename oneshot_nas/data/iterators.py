@@ -57,6 +57,18 @@ def train_iter(dataset, batch_size, input_size, threads=2, seed=0, num_parts=1, 
 REPLAY_IMAGES = 2_000_000
 
 
+def next_batch(iterator):
+    """The next training batch. After a padded last batch, MXNet's reset starts the next pass inside
+    the wrap-around, so a pass can hold one batch fewer than an epoch's steps: then the iterator is
+    reset and the epoch takes its last batch from the next pass (as every epoch of the run does,
+    and as a resumed run's replay does)."""
+    try:
+        return iterator.next()
+    except StopIteration:
+        iterator.reset()
+        return iterator.next()
+
+
 class TrainStream:
     """The training batches of a whole run from ONE ImageRecordIter, reset between epochs.
 
@@ -73,9 +85,10 @@ class TrainStream:
     """
 
     def __init__(self, dataset, batch_size, input_size, threads=2, seed=0, num_parts=1, part_index=0,
-                 dtype="float32"):
+                 dtype="float32", steps=None):
         self.iterator = train_iter(dataset, batch_size, input_size, threads, seed, num_parts, part_index, dtype)
         self.images = len(dataset.train)
+        self.steps = steps          # batches training takes per epoch (next_batch), which a replay takes too
         self.next_epoch, self.started = 0, False
 
     def epoch(self, epoch):
@@ -90,9 +103,17 @@ class TrainStream:
             skip = 0
         elif skip:
             log.info("replaying the data of epochs %d-%d to resume exactly", self.next_epoch, epoch - 1)
+        for _ in range(skip):          # replayed epochs: decoded as training read them, never trained on
+            if self.started:
+                self._finish()
+            if self.steps is None:     # a whole pass
+                for _ in self.iterator:
+                    pass
+            else:                      # an epoch's steps can run past the iterator's pass (next_batch)
+                for _ in range(self.steps):
+                    next_batch(self.iterator)
+            self.started = True
         if self.started:                         # drain: the next epoch starts where this one ends
-            self._finish()
-        for _ in range(skip):                    # replayed epochs: decoded, never trained on
             self._finish()
         self.started = True
         self.next_epoch = epoch + 1

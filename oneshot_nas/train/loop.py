@@ -18,7 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..data.iterators import TrainStream
+from ..data.iterators import TrainStream, next_batch
 from ..errors import UserError
 from ..nn.supernet import SuperNet
 from ..runs.fingerprint import check_same, fingerprint as fingerprint_of
@@ -140,7 +140,7 @@ def train_epoch(task, trainer, batches, steps, contexts, workers, rng, lr_at, up
     totals = [[mx.nd.zeros(1, ctx=c), mx.nd.zeros(1, ctx=c)] for c in contexts]
     images_per_step = batches.batch_size * workers.num_workers
     for i in range(steps):
-        batch = _next(batches)
+        batch = next_batch(batches)
         lr = lr_at(update)
         trainer.set_learning_rate(lr)
         train_step(task, trainer, batch, contexts, task.draw(rng), workers, images_per_step, smoothing, totals)
@@ -186,7 +186,7 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
     val_batches = val_source(dataset, per_worker, input_size, settings.threads, workers, settings.dtype)
 
     stream = TrainStream(dataset, per_worker, input_size, settings.threads, seed=settings.seed,
-                         num_parts=workers.num_workers, part_index=workers.rank, dtype=settings.dtype)
+                         num_parts=workers.num_workers, part_index=workers.rank, dtype=settings.dtype, steps=steps)
     images = per_worker * workers.num_workers * steps
     log.info("%s: %d epochs of %d steps, %d images per step on %d device(s) x %d worker(s), lr %s %s",
              task.kind, settings.num_epochs, steps, per_worker * workers.num_workers, len(contexts),
@@ -272,14 +272,6 @@ def _truncate_log(run, start_epoch):
         with open(path, "r+") as f:        # in place: the log handler appends to this very file
             f.write("".join(kept))
             f.truncate()
-
-
-def _next(batches):
-    try:
-        return batches.next()
-    except StopIteration:   # cannot happen with steps_per_epoch; a short shard restarts rather than hang
-        batches.reset()
-        return batches.next()
 
 
 def _input_size(net):

@@ -25,13 +25,18 @@ class SupernetTask:
     With `inherit_epochs` > 0, the first epochs train the path `inherit_path` alone; at the start
     of epoch `inherit_epochs` it is copied into every other candidate (oneshot_nas.nn.inherit) and
     uniform sampling takes over (without it, small supernets sit at chance for thousands of steps).
+
+    With `bn_only_from` (BN-NAS's cheap supernet training), from that epoch on only the BatchNorm
+    scales and shifts (gamma, beta) train: every other parameter is frozen (grad_req 'null', so
+    backward computes no gradient for it and the optimizer never touches it).
     """
     kind = "supernet"
 
     def __init__(self, net, sampler, plan, calibration, val_paths=5, reference=None, seed=0,
-                 inherit_epochs=0, inherit_path=None):
+                 inherit_epochs=0, inherit_path=None, bn_only_from=None):
         if inherit_epochs and inherit_path is None:
             raise ValueError("inherit_epochs needs the path to train first")
+        self.bn_only_from, self.bn_only = bn_only_from, False
         self.net, self.sampler, self.plan = net, sampler, plan
         self.calibration, self.val_paths, self.reference, self.seed = calibration, val_paths, reference, seed
         self.inherit_epochs, self.inherit_path = inherit_epochs, inherit_path
@@ -43,6 +48,8 @@ class SupernetTask:
         fixed = [self._trainable(net.stem), self._trainable(net.head)]
         self._fixed = [p for ps in fixed for p in ps]
         self._candidates = [[self._trainable(b) for b in row] for row in net.candidates]
+        self._bn_fixed = [p for p in self._fixed if _is_bn_affine(p)]
+        self._bn_candidates = [[[p for p in ps if _is_bn_affine(p)] for ps in row] for row in self._candidates]
 
     @staticmethod
     def _trainable(block):
@@ -55,6 +62,13 @@ class SupernetTask:
         if self.inherit_epochs and epoch == self.inherit_epochs:   # also right after a resume
             inherit_from_path(self.net, self.inherit_path)
         stage = {"scales": allowed_scales(self.space, self.plan[epoch]), "constrained": self.constrained}
+        if self.bn_only_from is not None and epoch >= self.bn_only_from and not self.bn_only:
+            self.bn_only = True              # (also right after a resume past that epoch)
+            for p in self._fixed + [p for row in self._candidates for ps in row for p in ps]:
+                if not _is_bn_affine(p):
+                    p.grad_req = "null"
+        if self.bn_only:
+            stage["bn_only"] = True
         if self.fixed:
             stage = {"path": str(self.inherit_path), "scales": sorted(set(self.inherit_path.scales)),
                      "constrained": False}
@@ -89,7 +103,8 @@ class SupernetTask:
 
     def touched(self, arch):
         """The trainable parameters a step on `arch` gives gradients to."""
-        return self._fixed + [p for row, b in zip(self._candidates, arch.blocks) for p in row[b]]
+        fixed, candidates = (self._bn_fixed, self._bn_candidates) if self.bn_only else (self._fixed, self._candidates)
+        return fixed + [p for row, b in zip(candidates, arch.blocks) for p in row[b]]
 
     def validate(self, epoch, val_batches, contexts, workers, max_images, batch_size):
         paths = fixed_paths(self.sampler, self.val_paths, self.seed, self.plan[epoch])
@@ -108,13 +123,19 @@ class SupernetTask:
         return {"kind": self.kind, "space": self.space.to_dict(), "plan": [list(ids) for ids in self.plan],
                 "inherit": [self.inherit_epochs, str(self.inherit_path) if self.inherit_epochs else None],
                 "budget": self.sampler.limits.to_dict() if self.sampler.limits else {},
-                "sampler": self.sampler.kind}
+                "sampler": self.sampler.kind,
+                **({"bn_only_from": self.bn_only_from} if self.bn_only_from is not None else {})}
 
     def state_dict(self):
         return self.sampler.state_dict()
 
     def load_state_dict(self, state):
         self.sampler.load_state_dict(state)
+
+
+def _is_bn_affine(param):
+    """A BatchNorm's scale or shift (what BN-NAS trains), not its running statistics."""
+    return param.name.endswith(("_gamma", "_beta"))
 
 
 class SubnetTask:
