@@ -57,18 +57,23 @@ def one_batch(rng, n=16, size=32):
                            [mx.nd.array(rng.integers(0, 10, n))])
 
 
+def trainable_supernet(contexts):
+    """(space, a tiny supernet on `contexts`, its Workers, its ordered parameters, an SGD trainer
+    with momentum and weight decay)."""
+    net = supernet_on(contexts)
+    sync = Workers("device", len(contexts))
+    params = ordered_params(net)
+    sync.register(params, contexts)
+    return get_space("tiny"), net, sync, params, make_trainer(params, Settings(lr=0.1, momentum=0.9, wd=1e-2))
+
+
 def totals_for(contexts):
     return [[mx.nd.zeros(1, ctx=c), mx.nd.zeros(1, ctx=c)] for c in contexts]
 
 
 @pytest.mark.parametrize("contexts", [[mx.cpu(0)], TWO_DEVICES], ids=["one-device", "two-devices"])
 def test_a_step_moves_only_the_path_not_even_by_momentum_or_weight_decay(contexts, rng):
-    space = get_space("tiny")
-    net = supernet_on(contexts)
-    sync = Workers("device", len(contexts))
-    params = ordered_params(net)
-    sync.register(params, contexts)
-    trainer = make_trainer(params, Settings(lr=0.1, momentum=0.9, wd=1e-2))
+    space, net, sync, params, trainer = trainable_supernet(contexts)
     task = SupernetTask(net, PathSampler(space), channel_schedule(space, 1), calibration=None)
     first = random_arch(space, rng)
     second = Architecture(space, [(b + 1) % space.num_blocks for b in first.blocks], first.channels)
@@ -230,12 +235,7 @@ def test_inheritance_stage_trains_one_path_then_copies_it_everywhere(rng):
 
 @pytest.mark.parametrize("contexts", [[mx.cpu(0)], TWO_DEVICES], ids=["one-device", "two-devices"])
 def test_bn_only_epochs_train_the_batchnorm_scales_and_shifts_and_nothing_else(contexts, rng):
-    space = get_space("tiny")
-    net = supernet_on(contexts)
-    sync = Workers("device", len(contexts))
-    params = ordered_params(net)
-    sync.register(params, contexts)
-    trainer = make_trainer(params, Settings(lr=0.1, momentum=0.9, wd=1e-2))
+    space, net, sync, params, trainer = trainable_supernet(contexts)
     task = SupernetTask(net, PathSampler(space), channel_schedule(space, 2), calibration=None, bn_only_from=1)
     assert "bn_only" not in task.start_epoch(0)
     arch = random_arch(space, rng)
