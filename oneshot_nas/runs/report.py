@@ -19,6 +19,7 @@ ROOT/REPORT.md and ROOT/sampled_paths.png.
 import json
 import logging
 import time
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,11 @@ class Records:
         self.export_md = exports[0].with_suffix(".md") if exports else None
         self.ranking_md = self.path["ranking"] / "ranking.md"
 
+    @cached_property
+    def comparison(self):
+        """The winner against the ground-truth table (compare_with_truth), computed once."""
+        return compare_with_truth(self)
+
     @property
     def space(self):
         meta = self.supernet_meta
@@ -103,14 +109,13 @@ def headline(r):
         record = r.model[1]
         lines.append(f"| retrained from scratch: val top-1 / top-5 | {pct(record.get('top1'))} / "
                      f"{pct(record.get('top5'))} |")
-    c = compare_with_truth(r)
+    c = r.comparison
     if "mine" in c:
         beaten, n = int((c["theirs"] < c["mine"]).sum()), len(c["theirs"])
         refs = "".join(f"; `{ref.name}` {pct(ref.top1_mean)}" for ref in c["references"])
-        own = c["own"]
+        own, theirs = c["own"], c["means"]
         means = ""
-        if own is not None and len(own.seeds) > 1:
-            theirs = np.array([row.top1_mean for row in c["within"]])
+        if theirs is not None:
             means = (f"; by the mean of {len(own.seeds)} seeds {pct(own.top1_mean)}, beats "
                      f"{int((theirs < own.top1_mean).sum())} of {len(theirs)} (median {pct(float(np.median(theirs)))})")
         lines.append(f"| the winner vs the table's random architectures of its budget (same recipe; section 4) | "
@@ -192,7 +197,8 @@ def compare_with_truth(r):
     """The retrained winner against the table's architectures of the search's budget, trained by
     the same recipe and seed: {'intro', 'note'} when there is nothing to compare, else also
     'mine', 'theirs' (their top-1 with that seed), 'budget', 'seed', 'own' (the winner's row of
-    the table, if it has one), 'within' (the budget's rows), 'references' and 'floor'."""
+    the table, if it has one), 'means' (the budget's mean top-1s, when the winner's row has
+    several seeds to compare with them; else None), 'references' and 'floor'."""
     if r.truth is None:
         return {"intro": "", "note": "no ground-truth table given: `python -m oneshot_nas.report ROOT --truth TABLE`; "
                                     "make one with `sh scripts/truth_table.sh` (docs/ranking.md)"}
@@ -224,10 +230,11 @@ def compare_with_truth(r):
         return {**out, "note": f"no architecture of the table is within the budget ({budget.describe()}) "
                                f"with seed {seed}"}
     noise = r.truth / "noise_floor.json" if r.truth.is_dir() else r.truth.parent / "noise_floor.json"
-    return {**out, "mine": record["top1"], "seed": seed, "budget": budget.describe(), "within": within,
-            "theirs": np.array([row.top1[row.seeds.index(seed)] for row in others]),
-            "own": next((row for row in rows if row.arch == arch), None),
-            "references": read_references(r.truth, key), "floor": _read_json(noise)}
+    own = next((row for row in rows if row.arch == arch), None)
+    means = np.array([row.top1_mean for row in within]) if own is not None and len(own.seeds) > 1 else None
+    return {**out, "mine": record["top1"], "seed": seed, "budget": budget.describe(),
+            "theirs": np.array([row.top1[row.seeds.index(seed)] for row in others]), "own": own,
+            "means": means, "references": read_references(r.truth, key), "floor": _read_json(noise)}
 
 
 def verdict(mine, median, floor, seeds=1):
@@ -253,7 +260,7 @@ def verdict(mine, median, floor, seeds=1):
 def versus_random(r):
     """Section 4: the winner next to random architectures of its budget and the reference nets."""
     lines = ["## 4. Does the search beat a random pick?\n"]
-    c = compare_with_truth(r)
+    c = r.comparison
     if c["intro"]:
         lines.append(c["intro"] + "\n")
     if "note" in c:
@@ -268,9 +275,8 @@ def versus_random(r):
               f"| random architectures of the budget: median (quartiles) | {pct(median)} ({pct(q1)} - {pct(q3)}) |",
               f"| random architectures of the budget: worst / best | {pct(theirs.min())} / {pct(theirs.max())} |",
               f"| the winner beats | {beaten} of {len(theirs)} ({100 * beaten / len(theirs):.0f}%) |"]
-    own = c["own"]
-    if own is not None and len(own.seeds) > 1:
-        means = np.array([row.top1_mean for row in c["within"]])
+    own, means = c["own"], c["means"]
+    if means is not None:
         lines.append(f"| the winner in the table: mean of {len(own.seeds)} seeds (its rank among the budget's "
                      f"means) | {pct(own.top1_mean)} ± {100 * own.top1_std:.1f} (beats "
                      f"{int((means < own.top1_mean).sum())} of {len(means)}) |")
@@ -282,7 +288,7 @@ def versus_random(r):
     if floor and floor.get("seed_std_mean") is not None:
         lines.append(f"| seed noise of one architecture (std, mean over the table) | "
                      f"{100 * floor['seed_std_mean']:.2f} points |")
-    if own is not None and len(own.seeds) > 1:     # the fairer comparison: means against means
+    if means is not None:     # the fairer comparison: means against means
         said = verdict(own.top1_mean, np.median(means), floor, len(own.seeds))
     else:
         said = verdict(mine, median, floor)

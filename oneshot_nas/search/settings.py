@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..runs.fingerprint import free
-from .strategies import genetic_search, random_search, regularized_search
+from .strategies import check_genetic, genetic_search, random_search, regularized_search
 
 STRATEGIES = ("genetic", "regularized", "random")
 OWN = {"genetic": ("topk", "random_select", "crossover", "mutation", "mutation_prob"),
@@ -81,12 +81,8 @@ class SearchSettings:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"{name} is {getattr(self, name)}; give at least 1 (or leave it unset: "
                                 "no limit, or the default)", settings=name)
-        if self.population < 1 or self.generations < 1 or self.topk < 1:
-            raise UserError("population, generations and topk must be at least 1",
-                            settings=("population", "generations", "topk"))
-        if self.crossover < 0 or self.mutation < 0 or not 0 <= self.mutation_prob <= 1:
-            raise UserError("crossover and mutation counts must be >= 0 and the mutation probability in [0, 1]",
-                            settings=("crossover", "mutation", "mutation_prob"))
+        check_genetic(self.population, self.generations, self.topk, self.crossover, self.mutation,
+                      self.random_select, self.mutation_prob)
         if self.sample_size < 1 or self.children_per_step < 1 or self.rescore_top < 0:
             raise UserError("sample_size and children_per_step must be at least 1, rescore_top >= 0",
                             settings=("sample_size", "children_per_step", "rescore_top"))

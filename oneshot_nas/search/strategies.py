@@ -228,6 +228,17 @@ def _exhausted(run, generation):
     return run.stop(f"generation {generation}: no unseen feasible candidate is left")
 
 
+def check_genetic(population, generations, topk, crossover, mutation, random_select, mutation_prob):
+    """The genetic search's numbers, checked (by the search, and by SearchSettings before a run
+    folder is written)."""
+    if population < 1 or generations < 1 or topk < 1:
+        raise UserError("population, generations and topk must be at least 1",
+                        settings=("population", "generations", "topk"))
+    if crossover < 0 or mutation < 0 or random_select < 0 or not 0 <= mutation_prob <= 1:
+        raise UserError("crossover and mutation counts must be >= 0 and the mutation probability in [0, 1]",
+                        settings=("crossover", "mutation", "random_select", "mutation_prob"))
+
+
 def genetic_search(choices, rng, *, score_fn=None, score_many=None, constraint_fn=None,
                    population=50, generations=20, topk=10, crossover_num=25, mutation_num=25,
                    mutation_prob=0.1, random_select=0, key_fn=None, cache=None, max_tries=10000,
@@ -247,10 +258,7 @@ def genetic_search(choices, rng, *, score_fn=None, score_many=None, constraint_f
     candidates found (which is what evolution exploits), only as far away as it takes to find new
     ones, and nothing of the population is thrown away; filling with random candidates instead
     turns a converged search into random search. Returns the History."""
-    if population < 1 or generations < 1 or topk < 1:
-        raise UserError("population, generations and topk must be at least 1")
-    if crossover_num < 0 or mutation_num < 0 or random_select < 0 or not 0 <= mutation_prob <= 1:
-        raise UserError("crossover and mutation counts must be >= 0 and the mutation probability in [0, 1]")
+    check_genetic(population, generations, topk, crossover_num, mutation_num, random_select, mutation_prob)
     run = _Run(choices, score_fn, score_many, constraint_fn, key_fn, cache, max_tries, on_scored,
                on_generation, max_candidates, patience)
     if run.start(population, rng):
