@@ -22,21 +22,21 @@ def test_a_resumed_stream_replays_the_epochs_before_it_exactly(small, monkeypatc
     made = []
     real = iterators.train_iter
     monkeypatch.setattr(iterators, "train_iter", lambda *a, **k: made.append(1) or real(*a, **k))
-    whole = TrainStream(small, 32, 32, threads=1, seed=5)
+    whole = TrainStream(small, 32, 32, threads=1, seed=5, steps=3)
     epochs = [epoch_data(whole, e, batches=3) for e in range(4)]
     assert len(made) == 1                                    # one iterator for every epoch
     assert not np.array_equal(epochs[2], epochs[3])          # and each epoch draws anew
-    resumed = TrainStream(small, 32, 32, threads=1, seed=5)
+    resumed = TrainStream(small, 32, 32, threads=1, seed=5, steps=3)
     np.testing.assert_array_equal(epoch_data(resumed, 3, batches=3), epochs[3])
-    np.testing.assert_array_equal(epoch_data(TrainStream(small, 32, 32, threads=1, seed=5), 0, 3), epochs[0])
+    np.testing.assert_array_equal(epoch_data(TrainStream(small, 32, 32, threads=1, seed=5, steps=3), 0, 3), epochs[0])
 
 
 def test_a_replay_too_long_is_skipped_with_a_warning(small, monkeypatch, caplog):
     monkeypatch.setattr(iterators, "REPLAY_IMAGES", 100)
     with caplog.at_level(logging.WARNING):
-        data = epoch_data(TrainStream(small, 32, 32, threads=1, seed=5), 3)
+        data = epoch_data(TrainStream(small, 32, 32, threads=1, seed=5, steps=3), 3)
     assert "resuming at epoch 3 with a fresh data stream" in caplog.text
-    np.testing.assert_array_equal(data, epoch_data(TrainStream(small, 32, 32, threads=1, seed=5), 0))
+    np.testing.assert_array_equal(data, epoch_data(TrainStream(small, 32, 32, threads=1, seed=5, steps=3), 0))
 
 
 def test_a_replay_reads_each_epoch_as_training_did_when_steps_run_past_a_pass(small):

@@ -85,7 +85,7 @@ class TrainStream:
     """
 
     def __init__(self, dataset, batch_size, input_size, threads=2, seed=0, num_parts=1, part_index=0,
-                 dtype="float32", steps=None):
+                 dtype="float32", *, steps):
         self.iterator = train_iter(dataset, batch_size, input_size, threads, seed, num_parts, part_index, dtype)
         self.images = len(dataset.train)
         self.steps = steps          # batches training takes per epoch (next_batch), which a replay takes too
@@ -106,12 +106,8 @@ class TrainStream:
         for _ in range(skip):          # replayed epochs: decoded as training read them, never trained on
             if self.started:
                 self._finish()
-            if self.steps is None:     # a whole pass
-                for _ in self.iterator:
-                    pass
-            else:                      # an epoch's steps can run past the iterator's pass (next_batch)
-                for _ in range(self.steps):
-                    next_batch(self.iterator)
+            for _ in range(self.steps):   # an epoch's steps can run past the iterator's pass (next_batch)
+                next_batch(self.iterator)
             self.started = True
         if self.started:                         # drain: the next epoch starts where this one ends
             self._finish()
