@@ -235,7 +235,8 @@ def check_genetic(population, generations, topk, crossover, mutation, random_sel
         raise UserError("population, generations and topk must be at least 1",
                         settings=("population", "generations", "topk"))
     if crossover < 0 or mutation < 0 or random_select < 0 or not 0 <= mutation_prob <= 1:
-        raise UserError("crossover and mutation counts must be >= 0 and the mutation probability in [0, 1]",
+        raise UserError("the crossover, mutation and random-select counts must be >= 0 and the mutation "
+                        "probability in [0, 1]",
                         settings=("crossover", "mutation", "random_select", "mutation_prob"))
 
 
