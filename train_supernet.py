@@ -23,6 +23,7 @@ from oneshot_nas.space import PRESETS, Architecture, get_space, load_architectur
 from oneshot_nas.train.curves import plot_run
 from oneshot_nas.train.loop import OUTPUTS, dump_worker_params, fit
 from oneshot_nas.train.settings import cast_for_training, initialize
+from oneshot_nas.train.pinas import PiNAS
 from oneshot_nas.train.tasks import SupernetTask
 
 log = logging.getLogger("train_supernet")
@@ -45,6 +46,17 @@ def build_parser():
     sup.add_argument("--bn-only-from", type=int, metavar="EPOCH",
                      help="BN-NAS: from this epoch on train only the BatchNorm scales and shifts, every "
                           "other weight frozen (after --inherit-epochs; default: never)")
+    pi = parser.add_argument_group("Pi-NAS (after --inherit-epochs; see oneshot_nas/train/pinas.py)")
+    pi.add_argument("--cross-path", type=float, default=0.0, metavar="W",
+                    help="train two paths per step, each with cross-entropy, plus W x the squared distance "
+                         "between their class probabilities (default 0: one path per step)")
+    pi.add_argument("--mean-teacher", type=float, default=0.0, metavar="M",
+                    help="keep a teacher supernet, the moving average of the weights with momentum M (e.g. "
+                         "0.99), and pull each path's output towards the teacher's on another path, away "
+                         "from its outputs on the batch's other images (default 0: no teacher)")
+    pi.add_argument("--teacher-weight", type=float, default=1.0, help="weight of the teacher's contrastive loss")
+    pi.add_argument("--teacher-temperature", type=float, default=0.2,
+                    help="temperature of the teacher's contrastive loss")
     sup.add_argument("--val-paths", type=int, default=5, help="random paths validated every epoch")
     sup.add_argument("--calib-images", type=int, default=1000,
                      help="training images that re-estimate each validated path's BN statistics")
@@ -66,6 +78,7 @@ def main(argv=None):
     if args.bn_only_from is not None and not args.inherit_epochs < args.bn_only_from < args.num_epochs:
         raise UserError(f"--bn-only-from {args.bn_only_from} must come after the one-path epochs "
                         f"(--inherit-epochs {args.inherit_epochs}) and before --num-epochs {args.num_epochs}")
+    pinas = pinas_from(args)
     if args.calib_images < 1:
         raise UserError("--calib-images must be at least 1: paths are validated after BN recalibration")
     args.gpus = gpus_from(args)
@@ -97,11 +110,11 @@ def main(argv=None):
         span = "epoch 0" if args.inherit_epochs == 1 else f"epochs 0-{args.inherit_epochs - 1}"
         log.info("%s train %s alone; then it is copied into every candidate", span, reference)
     task = SupernetTask(net, sampler, plan, calibration, args.val_paths, reference, args.seed,
-                        args.inherit_epochs, reference, args.bn_only_from)
+                        args.inherit_epochs, reference, args.bn_only_from, pinas)
     history = fit(task, dataset, settings, contexts, workers, run=run, save_dir=args.save_dir,
                   resume=args.resume, stop_after=args.stop_after_epoch,
                   progress=False if args.no_progress else None)
-    dump_worker_params(net, args.dump_worker_params, workers.rank)
+    dump_worker_params(net, args.dump_worker_params, workers.rank, task.checkpoint_files())
     if run is not None and history and history[-1]["epoch"] == args.num_epochs - 1:
         last = {k: v for k, v in history[-1].items() if k.startswith(("val_top", "ref_top"))}
         path = save_model(net, run.file("supernet.params"),
@@ -109,6 +122,20 @@ def main(argv=None):
         log.info("supernet saved to %s", path)
     plot_run(run, f"supernet {space.name} on {dataset.name}")
     return history
+
+
+def pinas_from(args):
+    """The Pi-NAS options (None without --cross-path or --mean-teacher), checked."""
+    if not 0 <= args.cross_path < float("inf"):
+        raise UserError(f"--cross-path {args.cross_path}: give a weight >= 0 (0 turns it off)")
+    if not 0 <= args.mean_teacher < 1:
+        raise UserError(f"--mean-teacher {args.mean_teacher}: give the moving average's momentum in [0, 1), "
+                        "e.g. 0.99 (0 turns it off)")
+    if not 0 <= args.teacher_weight < float("inf") or not 0 < args.teacher_temperature < float("inf"):
+        raise UserError("--teacher-weight must be >= 0 and --teacher-temperature > 0")
+    if not (args.cross_path or args.mean_teacher):
+        return None
+    return PiNAS(args.cross_path, args.mean_teacher, args.teacher_weight, args.teacher_temperature)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # Supernet recipes ranked against one ground-truth table (docs/ranking.md, "Which supernet ranks
 # best"): each recipe trains a `tiny4` supernet on the few-shot digits (scripts/train_supernet.sh
 # plus the flags below), scores the table's architectures with it (python -m oneshot_nas.rank score)
-# and the rankings are compared in one table (logs/recipes/recipes.md). About 7 minutes on 2 CPU cores.
+# and the rankings are compared in one table (logs/recipes/recipes.md). About 11 minutes on 2 CPU cores.
 . "$(dirname "$0")/env.sh"
 OUT=logs/recipes
 TRUTH=${TRUTH:-benchmarks/truth-tiny4}
@@ -26,8 +26,19 @@ recipe from-scratch --inherit-epochs 0                    # no one-path warm sta
 recipe from-scratch-150 --num-epochs 150 --val-every 10 --inherit-epochs 0
 recipe bn-only-from-11 --bn-only-from 11                 # BN-NAS: 1 full uniform epoch, then 4 training only BN
 recipe bn-only-from-15-150 --num-epochs 150 --val-every 10 --bn-only-from 15   # 5 full, then 135 BN-only
+recipe uniform-10 --num-epochs 20 --val-every 20          # twice the uniform steps: the compute of two paths a step
+# Pi-NAS (oneshot_nas/train/pinas.py): two paths a step with a consistency loss, a mean teacher, both.
+# The teacher's momentum sets its horizon, 1 / (1 - m) steps: 10 of the 30 uniform steps, 100 of 840.
+recipe pinas-cross-path --cross-path 1
+recipe pinas-teacher --mean-teacher 0.9
+recipe pinas-both-seed0 --cross-path 1 --mean-teacher 0.9
+recipe pinas-both-seed1 --cross-path 1 --mean-teacher 0.9 --seed 1
+recipe pinas-both-seed2 --cross-path 1 --mean-teacher 0.9 --seed 2
+recipe pinas-both-150 --num-epochs 150 --val-every 10 --cross-path 1 --mean-teacher 0.99
 python -m oneshot_nas.rank compare --out "$OUT/recipes.md" \
     "$OUT"/seed0/ranking "$OUT"/seed1/ranking "$OUT"/seed2/ranking "$OUT"/150-epochs/ranking \
     "$OUT"/300-epochs/ranking "$OUT"/strolling/ranking "$OUT"/channel-warm-up-150/ranking \
     "$OUT"/from-scratch/ranking "$OUT"/from-scratch-150/ranking "$OUT"/bn-only-from-11/ranking \
-    "$OUT"/bn-only-from-15-150/ranking
+    "$OUT"/bn-only-from-15-150/ranking "$OUT"/uniform-10/ranking "$OUT"/pinas-cross-path/ranking \
+    "$OUT"/pinas-teacher/ranking "$OUT"/pinas-both-seed0/ranking "$OUT"/pinas-both-seed1/ranking \
+    "$OUT"/pinas-both-seed2/ranking "$OUT"/pinas-both-150/ranking

@@ -73,6 +73,18 @@ def test_scores_of_a_trained_supernet_against_a_real_table(supernet, truth_table
     assert "| `supernet_top1` |" in markdown and "| noise floor (seed bootstrap) |" in markdown
     assert "Search split: 32 held-out training images, BN recalibrated on 64 training images." in markdown
     assert markdown.strip() in capsys.readouterr().out
+    # the comparison of recipes: the supernet's training run, its taus and the search score's precision@k
+    table = rank.main(["compare", str(out), "--out", str(tmp_path / "recipes.md")]).splitlines()
+    assert table[2].split(" | ")[:6] == ["| supernet", "epochs", "training s", "peak MB",
+                                         "random paths, last val top-1", "tau `supernet_top1`"]
+    assert table[2].endswith("P@1 `supernet_top1` |")
+    cells = table[4].strip("| ").split(" | ")
+    training = read_jsonl(supernet.parent / "metrics.jsonl")
+    assert cells[:2] == ["`run`", "2"] and float(cells[3]) == pytest.approx(
+        max(e["peak_rss_mb"] for e in training), abs=0.5)
+    top1 = summary["scores"]["supernet_top1"]
+    tau, at_1 = top1["kendall_tau"], top1["precision_at_k"]["1"]
+    assert cells[5].startswith(f"{tau['value']:.3f} [") and cells[-1].startswith(f"{at_1['value']:.3f}")
 
 
 def rows_for(space, rng, n, template):

@@ -20,6 +20,7 @@ from oneshot_nas.sample.schedule import channel_schedule
 from oneshot_nas.sample.training import PathSampler
 from oneshot_nas.space import Architecture, get_space
 from oneshot_nas.train.loop import fit
+from oneshot_nas.train.pinas import PiNAS
 from oneshot_nas.train.settings import Settings, initialize
 from oneshot_nas.train.tasks import SubnetTask, SupernetTask
 
@@ -30,7 +31,8 @@ SETTINGS = Settings(num_epochs=2, batch_size=32, lr=0.1, lr_mode="cosine", warmu
 def make_task(kind, small):
     """A fresh task, as a new process would build it (new blocks, new sampler). 'supernet-inherit'
     trains one path in epoch 0 and copies it into every candidate when epoch 1 starts, which after
-    a resume happens to the loaded weights."""
+    a resume happens to the loaded weights. 'supernet-pinas' also trains with Pi-NAS (two paths and
+    a mean teacher) after that."""
     space = get_space("tiny")
     if kind == "subnet":
         net = SubNet(Architecture(space, [1] * 20, [6] * 20))
@@ -44,16 +46,18 @@ def make_task(kind, small):
     # sampler's archive and cycle carry over the resume
     plan = channel_schedule(space, SETTINGS.num_epochs, epoch_start_cs=1, warm_up=True)
     sampler = PathSampler(space, Limits(CostModel(space), {"macs": (0.7e6, 1.0e6)}), "strolling")
-    inherit = 1 if kind == "supernet-inherit" else 0
+    inherit = 1 if kind in ("supernet-inherit", "supernet-pinas") else 0
+    pinas = PiNAS(cross_path=0.5, teacher_momentum=0.9) if kind == "supernet-pinas" else None
     return SupernetTask(net, sampler, plan, calibration_slice(small, 64, 32), val_paths=2, seed=3,
-                        inherit_epochs=inherit, inherit_path=Architecture.largest(space) if inherit else None)
+                        inherit_epochs=inherit, inherit_path=Architecture.largest(space) if inherit else None,
+                        pinas=pinas)
 
 
 def params_of(net):
     return {name: p.data().asnumpy() for name, p in net._collect_params_with_prefix().items()}
 
 
-@pytest.mark.parametrize("kind", ["supernet", "supernet-inherit", "subnet"])
+@pytest.mark.parametrize("kind", ["supernet", "supernet-inherit", "supernet-pinas", "subnet"])
 def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_path):
     sync = Workers("device")
     straight = make_task(kind, small)
@@ -80,7 +84,12 @@ def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_pat
     if kind.startswith("supernet"):
         assert [r["scales"] for r in history_b] == [[2.0], [1.8, 2.0]]   # the warm-up stage survived
         assert resumed.sampler.state_dict() == straight.sampler.state_dict()
-        assert ("path" in history_b[0]) == (kind == "supernet-inherit")
+        assert ("path" in history_b[0]) == (kind != "supernet")
+    if kind == "supernet-pinas":           # the teacher too, and its step count
+        a, b = params_of(straight.pinas.teacher), params_of(resumed.pinas.teacher)
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        assert straight.pinas.step == resumed.pinas.step > 0
 
 
 def test_resume_refuses_changed_settings(small, tmp_path):

@@ -185,6 +185,10 @@ def report(results, sizes):
         if not have(a, b):
             continue
         print(f"{label:44s} " + " ".join(f"{ips[(a, s)] / ips[(b, s)]:8.3f}" for s in sizes) + f"  >= {goal}")
+    if have("standalone-random", "torch-random"):      # no weight sharing at all: MXNet's own kernels
+        print(f"{'  floor: standalone SubNets / PyTorch':44s} "
+              + " ".join(f"{ips[('standalone-random', s)] / ips[('torch-random', s)]:8.3f}" for s in sizes)
+              + "  (the same random paths, each its own hybridized MXNet net)")
     for s in sizes if have("supernet-widest", "supernet-random") else ():
         time_ratio = ips[("supernet-widest", s)] / ips[("supernet-random", s)]
         macs_ratio = med[("supernet-random", s)]["macs"] / med[("supernet-widest", s)]["macs"]

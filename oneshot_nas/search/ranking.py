@@ -277,8 +277,9 @@ class RankingRun:
 
 def compare(folders):
     """Several rankings against one table (the run folders of `rank score`, one supernet each) as a
-    markdown table: each supernet's training (epochs, seconds, its random paths' last val top-1)
-    and the Kendall tau of every score, with its interval. What docs/ranking.md's table of supernet
+    markdown table: each supernet's training (epochs, seconds, the training process's peak resident
+    memory, its random paths' last val top-1), the Kendall tau of every score and the precision@k
+    of the first (the search's), with their intervals. What docs/ranking.md's table of supernet
     recipes is made of (scripts/supernet_recipes.sh)."""
     runs = []
     for folder in map(Path, folders):
@@ -291,18 +292,24 @@ def compare(folders):
         raise UserError(f"these rankings are against {len(keys)} different tables ({', '.join(sorted(keys))}); "
                         "compare supernets against one table")
     names = list(dict.fromkeys(n for _, r in runs for n in r["scores"]))
-    head = ["supernet", "epochs", "training s", "random paths, last val top-1"] + [f"tau `{n}`" for n in names]
-    lines = [f"Kendall tau against the mean top-1 of `{runs[0][1]['truth']}` ({runs[0][1]['architectures']} "
-             "architectures; 95% bootstrap intervals)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    first, ks = names[0], runs[0][1]["ks"]
+    head = (["supernet", "epochs", "training s", "peak MB", "random paths, last val top-1"]
+            + [f"tau `{n}`" for n in names] + [f"P@{k} `{first}`" for k in ks])
+    lines = [f"Kendall tau and precision@k against the mean top-1 of `{runs[0][1]['truth']}` "
+             f"({runs[0][1]['architectures']} architectures; 95% bootstrap intervals)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for folder, r in runs:
         run_dir = Path(r["supernet"]).parent
         epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
                   if line.strip()] if (run_dir / "metrics.jsonl").is_file() else []
         validated = [e for e in epochs if e.get("val_top1_mean") is not None]
         seconds = sum(e.get("seconds", 0) + e.get("val_seconds", 0) for e in epochs)
+        peak = max((e["peak_rss_mb"] for e in epochs if "peak_rss_mb" in e), default=None)
         cells = [f"`{run_dir.name}`", str(len(epochs)) if epochs else "?", f"{seconds:.0f}" if epochs else "?",
-                 f"{100 * validated[-1]['val_top1_mean']:.1f}%" if validated else "n/a"]
+                 f"{peak:.0f}" if peak else "?", f"{100 * validated[-1]['val_top1_mean']:.1f}%" if validated else "n/a"]
         cells += [_cell(r["scores"][n]["kendall_tau"]) if n in r["scores"] else "" for n in names]
+        at_k = r["scores"].get(first, {}).get("precision_at_k", {})
+        cells += [_cell(at_k[str(k)]) if str(k) in at_k else "" for k in ks]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

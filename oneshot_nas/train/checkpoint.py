@@ -3,6 +3,7 @@
 A checkpoint is a folder `<run>/checkpoint/` holding
     model.params + model.json   the network (modelfile contract, so tools can read it directly)
     trainer.states              optimizer states (momentum) and the optimizer itself
+    teacher.params              Pi-NAS's mean teacher, when it is trained
     state.json                  epoch done, update count, numpy RNG state, sampler state, schedule
 It is written to a temporary folder and swapped in, so a crash while saving leaves the previous
 checkpoint intact.
@@ -18,7 +19,8 @@ from ..runs.rundir import writing
 FOLDER = "checkpoint"
 
 
-def save_checkpoint(run_path, net, trainer, state):
+def save_checkpoint(run_path, net, trainer, state, files=None):
+    """`files` ({name: save(path)}) are more files of the run's method (e.g. Pi-NAS's teacher)."""
     run_path = Path(run_path)
     final, tmp, old = (run_path / FOLDER, run_path / f"{FOLDER}.tmp", run_path / f"{FOLDER}.old")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -26,6 +28,8 @@ def save_checkpoint(run_path, net, trainer, state):
         tmp.mkdir(parents=True)
         save_model(net, tmp / "model.params")
         trainer.save_states(str(tmp / "trainer.states"))
+        for name, save in (files or {}).items():
+            save(tmp / name)
         (tmp / "state.json").write_text(json.dumps(state, indent=1, default=_json_default) + "\n")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():

@@ -10,8 +10,10 @@ moved by momentum or weight decay either, and only the path's gradients are exch
 import logging
 import math
 import re
+import resource
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import mxnet as mx
@@ -71,12 +73,15 @@ def train_step(task, trainer, batch, contexts, arch, workers, global_batch, smoo
     and top-1 hits to `totals` (NDArrays, read once per epoch so the engine is never stalled)."""
     xs = mx.gluon.utils.split_and_load(batch.data[0], contexts, even_split=False)
     ys = mx.gluon.utils.split_and_load(batch.label[0], contexts, even_split=False)
+    cross_entropy = partial(smoothed_cross_entropy, smoothing=smoothing)
+    task.before_step(arch)
     with autograd.record():
-        outs = [task.forward(x, arch) for x in xs]
-        losses = [smoothed_cross_entropy(o, y, smoothing) for o, y in zip(outs, ys)]
-    autograd.backward(losses)
-    workers.reduce_grads(task.touched(arch))
+        outs, losses = zip(*[task.objective(x, y, arch, cross_entropy) for x, y in zip(xs, ys)])
+    autograd.backward(list(losses))
+    touched = task.touched(arch)
+    workers.reduce_grads(touched)
     trainer.update(global_batch, ignore_stale_grad=True)
+    task.after_update(arch, touched)
     for i, (o, y, loss) in enumerate(zip(outs, ys, losses)):
         totals[i][0] += loss.sum()
         totals[i][1] += (o.argmax(axis=1) == y.astype(o.dtype)).astype("float32").sum()
@@ -206,12 +211,14 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
         loss_sum, hits = workers.sum([sum(t[0].asscalar() for t in totals), sum(t[1].asscalar() for t in totals)])
         _check_finite(loss_sum / images, epoch, lr_at(update - 1))      # every worker sees the same sum
         workers.average_data(running_stats)
+        task.end_epoch()
         tic = time.perf_counter()
         due = (epoch + 1) % settings.val_every == 0 or epoch == last - 1
         val = task.validate(epoch, val_batches, contexts, workers, settings.val_images, per_worker) if due else {}
         record = {"epoch": epoch, "loss": loss_sum / images, "train_top1": hits / images, **val,
                   "lr": lr_at(update - 1), **stage, "images_per_sec": images / seconds,
-                  "seconds": seconds, "val_seconds": time.perf_counter() - tic, "updates": update}
+                  "seconds": seconds, "val_seconds": time.perf_counter() - tic, "updates": update,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         history.append(record)
         if run is not None:
             # the records first, then the checkpoint: a kill in between leaves lines of an epoch the
@@ -225,7 +232,7 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
             save_checkpoint(run.path, net, trainer, {
                 "epoch": epoch, "update": update, "num_epochs": settings.num_epochs,
                 "rng": rng.bit_generator.state, "task": task.state_dict(), "fingerprint": fingerprint,
-                "history": history})
+                "history": history}, files=task.checkpoint_files())
             if settings.save_frequency and (epoch + 1) % settings.save_frequency == 0:
                 save_model(net, run.file(f"epoch-{epoch:04d}.params"), {"epoch": epoch})
     return history
@@ -238,6 +245,7 @@ def _resume(save_dir, task, trainer, contexts, rng, fingerprint, settings):
                         "first epoch ended); start it again")
     state = load_checkpoint(folder, task.net, trainer, contexts)
     check_same(state["fingerprint"], fingerprint, f"the run in {save_dir}")
+    task.load_checkpoint_files(folder, contexts)
     if state.get("num_epochs", settings.num_epochs) != settings.num_epochs:
         log.warning("the number of epochs changed from %s to %s: the learning-rate schedule changes "
                     "from here", state["num_epochs"], settings.num_epochs)
@@ -291,8 +299,11 @@ def _summary(record):
     return " ".join(parts)
 
 
-def dump_worker_params(net, folder, rank):
-    """Write this worker's parameters to FOLDER/worker-RANK.params (to check workers stayed equal)."""
+def dump_worker_params(net, folder, rank, files=None):
+    """Write this worker's parameters to FOLDER/worker-RANK.params, and `files` (a task's
+    checkpoint_files) to FOLDER/worker-RANK-NAME (to check workers stayed equal)."""
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         net.save_parameters(str(Path(folder) / f"worker-{rank}.params"))
+        for name, save in (files or {}).items():
+            save(Path(folder) / f"worker-{rank}-{name}")

@@ -29,14 +29,18 @@ class SupernetTask:
     With `bn_only_from` (BN-NAS's cheap supernet training), from that epoch on only the BatchNorm
     scales and shifts (gamma, beta) train: every other parameter is frozen (grad_req 'null', so
     backward computes no gradient for it and the optimizer never touches it).
+
+    With `pinas` (train/pinas.PiNAS), the uniform epochs draw two paths per step and train with
+    Pi-NAS's cross-path loss and/or mean teacher; the one-path epochs stay plain.
     """
     kind = "supernet"
 
     def __init__(self, net, sampler, plan, calibration, val_paths=5, reference=None, seed=0,
-                 inherit_epochs=0, inherit_path=None, bn_only_from=None):
+                 inherit_epochs=0, inherit_path=None, bn_only_from=None, pinas=None):
         if inherit_epochs and inherit_path is None:
             raise ValueError("inherit_epochs needs the path to train first")
         self.bn_only_from, self.bn_only = bn_only_from, False
+        self.pinas = pinas if pinas is not None and pinas.two_paths else None
         self.net, self.sampler, self.plan = net, sampler, plan
         self.calibration, self.val_paths, self.reference, self.seed = calibration, val_paths, reference, seed
         self.inherit_epochs, self.inherit_path = inherit_epochs, inherit_path
@@ -59,8 +63,12 @@ class SupernetTask:
         self.constrained = self.sampler.start_epoch(self.plan[epoch])
         self.fixed = epoch < self.inherit_epochs
         self.drawn = []
+        if self.pinas is not None:
+            self.pinas.attach(self.net)          # the teacher starts as a copy of the supernet
         if self.inherit_epochs and epoch == self.inherit_epochs:   # also right after a resume
             inherit_from_path(self.net, self.inherit_path)
+            if self.pinas is not None:
+                self.pinas.reset()
         stage = {"scales": allowed_scales(self.space, self.plan[epoch]), "constrained": self.constrained}
         if self.bn_only_from is not None and epoch >= self.bn_only_from and not self.bn_only:
             self.bn_only = True              # (also right after a resume past that epoch)
@@ -75,9 +83,21 @@ class SupernetTask:
         return stage
 
     def draw(self, rng):
-        arch = self.inherit_path if self.fixed else self.sampler(rng)
-        self.drawn.append(arch)
+        """The step's path, or with Pi-NAS (after the one-path epochs) a pair of paths."""
+        if self.fixed:
+            arch = self.inherit_path
+        elif self.pinas is not None:
+            arch = (self.sampler(rng), self.sampler(rng))
+        else:
+            arch = self.sampler(rng)
+        self.drawn += self._trained(arch)
         return arch
+
+    def _trained(self, arch):
+        """The paths a step on `arch` (a path, or Pi-NAS's pair) trains."""
+        if not isinstance(arch, tuple):
+            return [arch]
+        return list(arch) if self.pinas.cross_path else [arch[0]]
 
     def paths_record(self, epoch):
         """What the epoch trained: MACs and params of every drawn path, and how often each block
@@ -98,13 +118,30 @@ class SupernetTask:
                 "block_counts": histogram(blocks, self.space.num_blocks),
                 "channel_counts": histogram(channels, self.space.num_scales)}
 
-    def forward(self, x, arch):
-        return self.net(x, arch)
+    def before_step(self, arch):
+        if isinstance(arch, tuple):       # the teacher's averages of what the step reads or moves
+            self.pinas.catch_up(self.pinas.teacher_params(arch))
+
+    def objective(self, x, y, arch, cross_entropy):
+        """(logits, per-image loss) of the step on `arch` for the batch slice x, y."""
+        if isinstance(arch, tuple):
+            return self.pinas.objective(self.net, x, y, arch, cross_entropy)
+        out = self.net(x, arch)
+        return out, cross_entropy(out, y)
+
+    def after_update(self, arch, touched):
+        if isinstance(arch, tuple):
+            self.pinas.after_update(touched)
+
+    def end_epoch(self):
+        if self.pinas is not None:
+            self.pinas.catch_up()             # the checkpoint holds the exact average
 
     def touched(self, arch):
         """The trainable parameters a step on `arch` gives gradients to."""
         fixed, candidates = (self._bn_fixed, self._bn_candidates) if self.bn_only else (self._fixed, self._candidates)
-        return fixed + [p for row, b in zip(candidates, arch.blocks) for p in row[b]]
+        used = sorted({(p, b) for path in self._trained(arch) for p, b in enumerate(path.blocks)})
+        return fixed + [q for p, b in used for q in candidates[p][b]]
 
     def validate(self, epoch, val_batches, contexts, workers, max_images, batch_size):
         paths = fixed_paths(self.sampler, self.val_paths, self.seed, self.plan[epoch])
@@ -124,13 +161,30 @@ class SupernetTask:
                 "inherit": [self.inherit_epochs, str(self.inherit_path) if self.inherit_epochs else None],
                 "budget": self.sampler.limits.to_dict() if self.sampler.limits else {},
                 "sampler": self.sampler.kind,
-                **({"bn_only_from": self.bn_only_from} if self.bn_only_from is not None else {})}
+                **({"bn_only_from": self.bn_only_from} if self.bn_only_from is not None else {}),
+                **({"pinas": self.pinas.describe()} if self.pinas is not None else {})}
 
     def state_dict(self):
-        return self.sampler.state_dict()
+        state = self.sampler.state_dict()
+        if self.pinas is not None:
+            state["pinas"] = self.pinas.state_dict()
+        return state
 
     def load_state_dict(self, state):
         self.sampler.load_state_dict(state)
+        if self.pinas is not None:
+            self.pinas.load_state_dict(state["pinas"])
+
+    def checkpoint_files(self):
+        """Files the checkpoint keeps beside the network: {name: save(path)}."""
+        if self.pinas is None or self.pinas.momentum == 0:
+            return {}
+        return {"teacher.params": lambda path: self.pinas.teacher.save_parameters(str(path))}
+
+    def load_checkpoint_files(self, folder, contexts):
+        if self.pinas is not None and self.pinas.momentum:
+            self.pinas.attach(self.net)
+            self.pinas.teacher.load_parameters(str(folder / "teacher.params"), ctx=contexts)
 
 
 def _is_bn_affine(param):
@@ -156,8 +210,18 @@ class SubnetTask:
     def paths_record(self, epoch):
         return None
 
-    def forward(self, x, arch=None):
-        return self.net(x)
+    def before_step(self, arch):
+        pass
+
+    def objective(self, x, y, arch, cross_entropy):
+        out = self.net(x)
+        return out, cross_entropy(out, y)
+
+    def after_update(self, arch, touched):
+        pass
+
+    def end_epoch(self):
+        pass
 
     def touched(self, arch=None):
         return self._trainable
@@ -175,4 +239,10 @@ class SubnetTask:
         return {}
 
     def load_state_dict(self, state):
+        pass
+
+    def checkpoint_files(self):
+        return {}
+
+    def load_checkpoint_files(self, folder, contexts):
         pass
