@@ -19,6 +19,7 @@ from oneshot_nas.runs.rundir import RunDir, open_run
 from oneshot_nas.runs.workers import Workers, device_count
 from oneshot_nas.sample.schedule import channel_schedule, describe_channel_schedule
 from oneshot_nas.sample.training import SAMPLERS, PathSampler
+from oneshot_nas.sample.learned import LearnedDistribution, Learning
 from oneshot_nas.space import PRESETS, Architecture, get_space, load_architecture
 from oneshot_nas.train.curves import plot_run
 from oneshot_nas.train.loop import OUTPUTS, dump_worker_params, fit
@@ -57,6 +58,19 @@ def build_parser():
     pi.add_argument("--teacher-weight", type=float, default=1.0, help="weight of the teacher's contrastive loss")
     pi.add_argument("--teacher-temperature", type=float, default=0.2,
                     help="temperature of the teacher's contrastive loss")
+    ps = parser.add_argument_group("PARSEC / FP-NAS: paths from a learned distribution (oneshot_nas/sample/learned.py)")
+    ps.add_argument("--learn-sampling", action="store_true",
+                    help="after --inherit-epochs, draw the paths from a distribution learned from their "
+                         "losses (REINFORCE), not uniformly; the search can draw from it (--strategy learned)")
+    ps.add_argument("--dist-lr", type=float, default=Learning.lr, help="learning rate of the distribution's logits")
+    ps.add_argument("--dist-samples", type=int, default=Learning.samples,
+                    help="paths a step trains while the distribution is flat (at most 15)")
+    ps.add_argument("--dist-min-samples", type=int, default=Learning.min_samples,
+                    help="FP-NAS: fewer paths as the entropy falls, down to this many; equal to "
+                         "--dist-samples: PARSEC's fixed count")
+    ps.add_argument("--dist-joint-from", type=int, metavar="EPOCH",
+                    help="FP-NAS's coarse to fine: from this epoch one distribution per position over "
+                         "(block, channel) pairs instead of one per gene (default: stays per gene)")
     sup.add_argument("--val-paths", type=int, default=5, help="random paths validated every epoch")
     sup.add_argument("--calib-images", type=int, default=1000,
                      help="training images that re-estimate each validated path's BN statistics")
@@ -79,6 +93,7 @@ def main(argv=None):
         raise UserError(f"--bn-only-from {args.bn_only_from} must come after the one-path epochs "
                         f"(--inherit-epochs {args.inherit_epochs}) and before --num-epochs {args.num_epochs}")
     pinas = pinas_from(args)
+    learning = learning_from(args, pinas)
     if args.calib_images < 1:
         raise UserError("--calib-images must be at least 1: paths are validated after BN recalibration")
     args.gpus = gpus_from(args)
@@ -88,7 +103,8 @@ def main(argv=None):
         contexts = devices_from(args)
         dataset = dataset_from(args, space)
         limits = Limits(cost_model(args, space), budget) if budget else None
-        sampler = PathSampler(space, limits, args.constraint_sampler)
+        sampler = PathSampler(space, limits, args.constraint_sampler,
+                              LearnedDistribution(space) if learning else None)
         reference = load_architecture(args.reference_arch).on(space) if args.reference_arch else None
         calibration = calibration_slice(dataset, args.calib_images, space.input_size)
         RunDir.check(args.save_dir, args.resume, args.overwrite)
@@ -110,18 +126,37 @@ def main(argv=None):
         span = "epoch 0" if args.inherit_epochs == 1 else f"epochs 0-{args.inherit_epochs - 1}"
         log.info("%s train %s alone; then it is copied into every candidate", span, reference)
     task = SupernetTask(net, sampler, plan, calibration, args.val_paths, reference, args.seed,
-                        args.inherit_epochs, reference, args.bn_only_from, pinas)
+                        args.inherit_epochs, reference, args.bn_only_from, pinas, learning)
     history = fit(task, dataset, settings, contexts, workers, run=run, save_dir=args.save_dir,
                   resume=args.resume, stop_after=args.stop_after_epoch,
                   progress=False if args.no_progress else None)
     dump_worker_params(net, args.dump_worker_params, workers.rank, task.checkpoint_files())
     if run is not None and history and history[-1]["epoch"] == args.num_epochs - 1:
         last = {k: v for k, v in history[-1].items() if k.startswith(("val_top", "ref_top"))}
+        learned = {"distribution": sampler.learned.state_dict()} if learning else {}
         path = save_model(net, run.file("supernet.params"),
-                          {"epochs": args.num_epochs, "dataset": dataset.name, **last})
+                          {"epochs": args.num_epochs, "dataset": dataset.name, **last, **learned})
         log.info("supernet saved to %s", path)
     plot_run(run, f"supernet {space.name} on {dataset.name}")
     return history
+
+
+def learning_from(args, pinas):
+    """How the path distribution is learned (None without --learn-sampling), checked."""
+    given = [f for f in ("dist_joint_from",) if getattr(args, f) is not None]
+    if not args.learn_sampling:
+        if given or (args.dist_lr, args.dist_samples, args.dist_min_samples) != (
+                Learning.lr, Learning.samples, Learning.min_samples):
+            raise UserError("the --dist-* flags set how the path distribution is learned: add --learn-sampling")
+        return None
+    if pinas is not None:
+        raise UserError("--learn-sampling trains several paths a step from its distribution; Pi-NAS's "
+                        "--cross-path / --mean-teacher cannot be combined with it: choose one")
+    joint = args.dist_joint_from
+    if joint is not None and not args.inherit_epochs <= joint < args.num_epochs:
+        raise UserError(f"--dist-joint-from {joint} must be an epoch after the one-path epochs "
+                        f"(--inherit-epochs {args.inherit_epochs}) and before --num-epochs {args.num_epochs}")
+    return Learning(args.dist_lr, args.dist_samples, args.dist_min_samples, joint)
 
 
 def pinas_from(args):

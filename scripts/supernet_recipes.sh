@@ -2,7 +2,7 @@
 # Supernet recipes ranked against one ground-truth table (docs/ranking.md, "Which supernet ranks
 # best"): each recipe trains a `tiny4` supernet on the few-shot digits (scripts/train_supernet.sh
 # plus the flags below), scores the table's architectures with it (python -m oneshot_nas.rank score)
-# and the rankings are compared in one table (logs/recipes/recipes.md). About 11 minutes on 2 CPU cores.
+# and the rankings are compared in one table (logs/recipes/recipes.md). About 15 minutes on 2 CPU cores.
 . "$(dirname "$0")/env.sh"
 OUT=logs/recipes
 TRUTH=${TRUTH:-benchmarks/truth-tiny4}
@@ -35,10 +35,16 @@ recipe pinas-both-seed0 --cross-path 1 --mean-teacher 0.9
 recipe pinas-both-seed1 --cross-path 1 --mean-teacher 0.9 --seed 1
 recipe pinas-both-seed2 --cross-path 1 --mean-teacher 0.9 --seed 2
 recipe pinas-both-150 --num-epochs 150 --val-every 10 --cross-path 1 --mean-teacher 0.99
+# PARSEC / FP-NAS (oneshot_nas/sample/learned.py): paths from a learned distribution. 30 uniform steps
+# need a larger learning rate than the default (0.5, for runs of thousands of steps) to move it at all.
+recipe parsec --learn-sampling --dist-min-samples 4 --dist-lr 5           # PARSEC: 4 paths every step
+recipe fpnas --learn-sampling --dist-joint-from 13 --dist-lr 5            # FP-NAS: 4 paths, fewer as it sharpens; joint from 13
+recipe fpnas-150 --num-epochs 150 --val-every 10 --learn-sampling --dist-joint-from 80
 python -m oneshot_nas.rank compare --out "$OUT/recipes.md" \
     "$OUT"/seed0/ranking "$OUT"/seed1/ranking "$OUT"/seed2/ranking "$OUT"/150-epochs/ranking \
     "$OUT"/300-epochs/ranking "$OUT"/strolling/ranking "$OUT"/channel-warm-up-150/ranking \
     "$OUT"/from-scratch/ranking "$OUT"/from-scratch-150/ranking "$OUT"/bn-only-from-11/ranking \
     "$OUT"/bn-only-from-15-150/ranking "$OUT"/uniform-10/ranking "$OUT"/pinas-cross-path/ranking \
     "$OUT"/pinas-teacher/ranking "$OUT"/pinas-both-seed0/ranking "$OUT"/pinas-both-seed1/ranking \
-    "$OUT"/pinas-both-seed2/ranking "$OUT"/pinas-both-150/ranking
+    "$OUT"/pinas-both-seed2/ranking "$OUT"/pinas-both-150/ranking "$OUT"/parsec/ranking "$OUT"/fpnas/ranking \
+    "$OUT"/fpnas-150/ranking

@@ -4,6 +4,7 @@ Each worker reads its half of the training RecordIO, both draw the same path eve
 server sums the path's gradients; so both workers must end with identical parameters, the chief
 alone writes the record, and validation counts every image once across the two shards.
 """
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,8 @@ from tests.conftest import ROOT
 from tests.test_train_cli import rec_flags
 
 
-@pytest.mark.parametrize("method", [[], ["--cross-path", "0.5", "--mean-teacher", "0.9"]], ids=["spos", "pinas"])
+@pytest.mark.parametrize("method", [[], ["--cross-path", "0.5", "--mean-teacher", "0.9"],
+                                    ["--learn-sampling", "--dist-samples", "3"]], ids=["spos", "pinas", "learned"])
 def test_two_workers_end_with_identical_parameters(method, small, tmp_path):
     save, dump = tmp_path / "run", tmp_path / "workers"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -27,7 +29,7 @@ def test_two_workers_end_with_identical_parameters(method, small, tmp_path):
            "--save-dir", str(save), "--dump-worker-params", str(dump)] + method + rec_flags(small)
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    nets = ["", "-teacher"] if method else [""]          # Pi-NAS's teacher must agree too
+    nets = ["", "-teacher"] if "--mean-teacher" in method else [""]    # Pi-NAS's teacher must agree too
     for net in nets:
         params = [mx.nd.load(str(dump / f"worker-{rank}{net}.params")) for rank in (0, 1)]
         assert params[0].keys() == params[1].keys() and len(params[0]) > 1000
@@ -38,6 +40,9 @@ def test_two_workers_end_with_identical_parameters(method, small, tmp_path):
     assert rows[0]["updates"] == 8                          # 128 images a worker, 16 a step
     assert rows[0]["val_images"] == len(small.val)          # the two shards add up to the whole set
     assert (save / "supernet.params").is_file()
+    if "--learn-sampling" in method:      # the learned distribution travels with the supernet, for the search
+        saved = json.loads((save / "supernet.json").read_text())["record"]["distribution"]
+        assert saved == json.loads((save / "checkpoint" / "state.json").read_text())["task"]["learned"]
 
 
 def _job_processes(marker):
@@ -89,3 +94,6 @@ def test_a_dead_worker_ends_the_whole_job_and_the_run_resumes(small, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [r["epoch"] for r in read_jsonl(save / "metrics.jsonl")] == list(range(6))
     assert (save / "supernet.params").is_file()
+    if "--learn-sampling" in method:      # the learned distribution travels with the supernet, for the search
+        saved = json.loads((save / "supernet.json").read_text())["record"]["distribution"]
+        assert saved == json.loads((save / "checkpoint" / "state.json").read_text())["task"]["learned"]

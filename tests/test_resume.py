@@ -17,6 +17,7 @@ from oneshot_nas.nn.supernet import SuperNet
 from oneshot_nas.runs.rundir import RunDir
 from oneshot_nas.runs.workers import Workers
 from oneshot_nas.sample.schedule import channel_schedule
+from oneshot_nas.sample.learned import LearnedDistribution, Learning
 from oneshot_nas.sample.training import PathSampler
 from oneshot_nas.space import Architecture, get_space
 from oneshot_nas.train.loop import fit
@@ -45,19 +46,23 @@ def make_task(kind, small):
     # block search in epoch 0, the first warm-up stage (scales 1.8-2.0) in epoch 1; the strolling
     # sampler's archive and cycle carry over the resume
     plan = channel_schedule(space, SETTINGS.num_epochs, epoch_start_cs=1, warm_up=True)
-    sampler = PathSampler(space, Limits(CostModel(space), {"macs": (0.7e6, 1.0e6)}), "strolling")
+    limits = Limits(CostModel(space), {"macs": (0.7e6, 1.0e6)})
+    learned = kind == "supernet-learned"          # its distribution turns joint in epoch 1
+    sampler = (PathSampler(space, limits, learned=LearnedDistribution(space)) if learned
+               else PathSampler(space, limits, "strolling"))
     inherit = 1 if kind in ("supernet-inherit", "supernet-pinas") else 0
     pinas = PiNAS(cross_path=0.5, teacher_momentum=0.9) if kind == "supernet-pinas" else None
+    learning = Learning(lr=2.0, samples=3, min_samples=1, joint_from=1) if learned else None
     return SupernetTask(net, sampler, plan, calibration_slice(small, 64, 32), val_paths=2, seed=3,
                         inherit_epochs=inherit, inherit_path=Architecture.largest(space) if inherit else None,
-                        pinas=pinas)
+                        pinas=pinas, learning=learning)
 
 
 def params_of(net):
     return {name: p.data().asnumpy() for name, p in net._collect_params_with_prefix().items()}
 
 
-@pytest.mark.parametrize("kind", ["supernet", "supernet-inherit", "supernet-pinas", "subnet"])
+@pytest.mark.parametrize("kind", ["supernet", "supernet-inherit", "supernet-pinas", "supernet-learned", "subnet"])
 def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_path):
     sync = Workers("device")
     straight = make_task(kind, small)
@@ -84,7 +89,10 @@ def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_pat
     if kind.startswith("supernet"):
         assert [r["scales"] for r in history_b] == [[2.0], [1.8, 2.0]]   # the warm-up stage survived
         assert resumed.sampler.state_dict() == straight.sampler.state_dict()
-        assert ("path" in history_b[0]) == (kind != "supernet")
+        assert ("path" in history_b[0]) == (kind in ("supernet-inherit", "supernet-pinas"))
+    if kind == "supernet-learned":         # the distribution learned in both epochs, and turned joint
+        assert resumed.sampler.learned.joint and resumed.sampler.learned.baseline is not None
+        assert [r["epoch"] for r in run_b.read("paths.jsonl") if "samples_per_step" in r] == [0, 1]
     if kind == "supernet-pinas":           # the teacher too, and its step count
         a, b = params_of(straight.pinas.teacher), params_of(resumed.pinas.teacher)
         for name in a:

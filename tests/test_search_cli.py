@@ -9,7 +9,8 @@ import search_supernet
 from oneshot_nas.cli import run
 from oneshot_nas.cost.counting import Counts, count_ops
 from oneshot_nas.errors import UserError
-from oneshot_nas.runs.modelfile import save_model
+from oneshot_nas.runs.modelfile import load_model, save_model
+from oneshot_nas.sample.learned import LearnedDistribution
 from oneshot_nas.runs.rundir import read_jsonl
 from oneshot_nas.cost.counting import space_key
 from oneshot_nas.space import Architecture, get_space, load_architecture
@@ -211,3 +212,17 @@ def test_the_oneshot_plus_spellings_of_search_flags_mean_ours():
                                        "--max-macs", "0.3M", "--max-params", "60K"])
     assert search_supernet.settings_from(theirs) == search_supernet.settings_from(ours)
     assert search_supernet.settings_from(ours).limits == {"macs": (None, 0.3e6), "params": (None, 6e4)}
+
+
+def test_the_learned_strategy_draws_from_the_distribution_the_supernet_learned(tmp_path, supernet_path):
+    with pytest.raises(UserError, match="has none: train it with --learn-sampling, or choose another strategy"):
+        search(tmp_path, supernet_path, run_name="none", strategy=["--strategy", "learned"])
+    assert not (tmp_path / "logs" / "none").exists()
+    net, _ = load_model(supernet_path, kind="supernet")
+    dist = LearnedDistribution(net.space)
+    dist.logits[0][:, 2] = 20.0                 # it learned that block 2 is best everywhere
+    learned = save_model(net, tmp_path / "learned.params", {"distribution": dist.state_dict()})
+    search(tmp_path, learned, run_name="learned", strategy=["--strategy", "learned"])
+    archs = [load_architecture(r["arch"]) for r in read_jsonl(tmp_path / "logs" / "learned" / "search.jsonl")]
+    assert len(archs) == 8 and all(set(a.blocks) == {2} for a in archs)
+    assert len({tuple(a.channels) for a in archs}) == 8      # the channels are still drawn, all distinct

@@ -1,7 +1,8 @@
 """Which path the supernet trains at each step, epoch by epoch.
 
 Uniform over blocks and the channel ids the schedule allows this epoch; optionally under a MACs /
-params budget, by capped rejection or by the strolling sampler (even coverage of the budget). A
+params budget, by capped rejection or by the strolling sampler (even coverage of the budget); or
+from a learned distribution (PARSEC / FP-NAS, learned.py), by rejection under a budget. A
 budget that no architecture can meet with every scale allowed fails at start. During block search
 and the early channel warm-up the allowed widths may make a budget unreachable (e.g. at scale 2.0
 every path is far above 330M MACs): those epochs train unconstrained, and the schedule printed at
@@ -20,9 +21,13 @@ class PathSampler:
     """`sampler(rng)` -> Architecture; `start_epoch(channel_ids)` follows the channel schedule.
     `limits` (cost.limits.Limits, may be empty) is the budget of the sampled paths."""
 
-    def __init__(self, space, limits=None, kind="uniform"):
+    def __init__(self, space, limits=None, kind="uniform", learned=None):
         if kind not in SAMPLERS:
             raise UserError(f"constraint sampler {kind!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+        if learned is not None and kind == "strolling":
+            raise UserError("a learned distribution draws the paths itself: it cannot also stroll over the "
+                            "budget; leave out --constraint-sampler strolling", settings="constraint_sampler")
+        self.learned = learned      # a LearnedDistribution: the paths come from it (PARSEC / FP-NAS)
         self.space, self.limits, self.kind = space, limits, kind
         self.base = UniformSampler(space)          # every scale allowed: the budget must fit here
         self.rejection = self.strolling = None
@@ -42,12 +47,24 @@ class PathSampler:
             self.strolling.set_channel_ids(channel_ids)   # also narrows self.base
         else:
             self.base.set_channel_ids(channel_ids)
+        if self.learned is not None:
+            self.learned.allow(self.base.choices)
         return self.constrained
 
     def __call__(self, rng):
+        if self.learned is not None:
+            return self._learned(rng)
         if not self.constrained:
             return self.base(rng)
         return (self.strolling or self.rejection)(rng)
+
+    def _learned(self, rng, max_tries=10000):
+        for _ in range(max_tries):
+            arch = self.space.decode(self.learned.sample(rng))
+            if not self.constrained or self.limits(arch.genes).ok:
+                return arch
+        raise UserError(f"the learned distribution drew {max_tries} paths and none had "
+                        f"{self.limits.describe()}; widen the budget")
 
     def validation_paths(self, count, rng):
         """`count` paths for validation, drawn without touching the training sampler's state."""
@@ -56,6 +73,9 @@ class PathSampler:
 
     def describe(self, plan):
         """Whether the budget applies in each distinct stage of the channel schedule."""
+        if self.learned is not None:
+            text = "paths from a learned distribution (PARSEC / FP-NAS)"
+            return text + (f" under {self.limits.describe()} by rejection" if self.limits else "")
         if not self.limits:
             return "constraint: none (uniform paths)"
         off = sorted({e for e, ids in enumerate(plan) if not self.budget_reachable(ids)})
@@ -66,11 +86,14 @@ class PathSampler:
         return text
 
     def state_dict(self):
-        return {"strolling": self.strolling.state_dict() if self.strolling else None}
+        return {"strolling": self.strolling.state_dict() if self.strolling else None,
+                **({"learned": self.learned.state_dict()} if self.learned is not None else {})}
 
     def load_state_dict(self, state):
         if self.strolling is not None and state.get("strolling") is not None:
             self.strolling.load_state_dict(state["strolling"])
+        if self.learned is not None:
+            self.learned.load_state_dict(state["learned"])
 
 
 def _spans(epochs):

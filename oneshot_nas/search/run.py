@@ -28,6 +28,7 @@ from ..runs.fingerprint import check_same, fingerprint
 from ..runs.modelfile import load_model
 from ..runs.rundir import open_run, read_jsonl
 from ..runs.workers import Workers
+from ..sample.learned import LearnedDistribution
 from ..space import Architecture, load_architecture, save_architecture
 from .objective import Objective
 from .scoring import CandidateEvaluator, SupernetScorer
@@ -39,6 +40,19 @@ log = logging.getLogger(__name__)
 OUTPUTS = ("search.jsonl", "summary.json", "search.log")   # what starting again in a folder removes
 SECOND_SPLIT = "second-split"      # the stage of re-scoring records in search.jsonl
 SECOND_FIELDS = ("first_score", "second_score", "first_accuracy", "second_accuracy")
+
+
+def learned_distribution(meta, space, choices, path):
+    """The path distribution the supernet learned in training (--learn-sampling), on `choices`."""
+    state = (meta.get("record") or {}).get("distribution")
+    if state is None:
+        raise UserError(f"--strategy learned draws candidates from the distribution a supernet learned in "
+                        f"training, and {path} has none: train it with --learn-sampling, or choose another "
+                        "strategy", settings="strategy")
+    dist = LearnedDistribution(space)
+    dist.load_state_dict(state)
+    dist.allow(choices)
+    return dist
 
 
 def gene_choices(space, search, fix_blocks_from=None, fix_channels_from=None):
@@ -84,9 +98,12 @@ class SearchRun:
         """Check everything: the supernet, the genes, the budget (exactly feasible per limit, then
         jointly by sampling), the objective and the split. Bad input raises one UserError."""
         s = self.settings
-        self.supernet, _ = load_model(s.supernet, kind="supernet", space=s.space, ctx=self.contexts[:1])
+        self.supernet, meta = load_model(s.supernet, kind="supernet", space=s.space, ctx=self.contexts[:1])
         self.space = space = self.supernet.space
         self.choices = gene_choices(space, s.search, s.fix_blocks_from, s.fix_channels_from)
+        self.learned = None
+        if s.strategy == "learned":
+            self.learned = learned_distribution(meta, space, self.choices, s.supernet)
         latency = LatencyTable.load(s.latency_table, space) if s.latency_table else None
         self.costs = CostModel(space, latency=latency, reference=s.baseline, bits=s.bits)
         self.limits = Limits(self.costs, s.limits)
@@ -172,7 +189,8 @@ class SearchRun:
         if cache:
             log.info("%sresuming: %d candidates already scored will not be scored again", who, len(cache))
         scorer.label = "generation 0"
-        common = dict(score_many=scorer, constraint_fn=self.limits,
+        draw = {"draw": self.learned.sample} if self.learned is not None else {}
+        common = dict(score_many=scorer, constraint_fn=self.limits, **draw,
                       key_fn=lambda g: str(self.space.decode(g)), cache=cache, on_scored=on_scored,
                       on_generation=on_generation)
         return run_strategy(s, self.choices, **common)

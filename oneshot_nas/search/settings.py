@@ -9,7 +9,7 @@ from ..errors import UserError
 from ..runs.fingerprint import free
 from .strategies import check_genetic, genetic_search, random_search, regularized_search
 
-STRATEGIES = ("genetic", "regularized", "random")
+STRATEGIES = ("genetic", "regularized", "random", "learned")
 OWN = {"genetic": ("topk", "random_select", "crossover", "mutation", "mutation_prob"),
        "regularized": ("sample_size", "children_per_step")}      # settings only that strategy uses
 SCORES = ("acc", "nll", "bn")
@@ -111,7 +111,7 @@ def run_strategy(settings, choices, **kwargs):
     common = dict(population=s.population, generations=s.generations, max_candidates=s.max_candidates,
                   patience=s.patience, max_tries=s.max_tries, **kwargs)
     rng = np.random.default_rng(s.seed)
-    if s.strategy == "random":
+    if s.strategy in ("random", "learned"):     # learned: kwargs carry the distribution's draw
         return random_search(choices, rng, **common)
     if s.strategy == "regularized":
         return regularized_search(choices, rng, sample_size=s.sample_size, step=s.children_per_step, **common)

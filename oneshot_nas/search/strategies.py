@@ -99,6 +99,7 @@ class _Run:
         self.history = History()
         self.current, self.seen_draws, self.dry = [], 0, []
         self.best, self.best_generation = float("-inf"), 0
+        self.make = lambda rng: random_genes(self.choices, rng)     # how a random candidate is drawn
 
     def draw(self, make, rng, what, strict=False, dry_after=None):
         """A new feasible candidate from `make(rng)`, at most `max_tries` draws, or None. With
@@ -190,7 +191,7 @@ class _Run:
     def randoms(self, count, rng, strict=False):
         out = []
         for _ in range(count):
-            genes = self.draw(lambda r: random_genes(self.choices, r), rng, "random candidates",
+            genes = self.draw(self.make, rng, "random candidates",
                               strict and not out)
             if genes is None:
                 break
@@ -396,13 +397,16 @@ def regularized_search(choices, rng, *, score_fn=None, score_many=None, constrai
 
 def random_search(choices, rng, *, score_fn=None, score_many=None, constraint_fn=None,
                   population=50, generations=20, key_fn=None, cache=None, max_tries=10000,
-                  max_candidates=None, patience=None, on_scored=None, on_generation=None):
+                  max_candidates=None, patience=None, on_scored=None, on_generation=None, draw=None):
     """The baseline: `population` x `generations` distinct random feasible candidates, scored in
-    batches of `population` (a 'generation' here is only a batch). Returns the History."""
+    batches of `population` (a 'generation' here is only a batch). Returns the History. `draw(rng)`
+    -> genes replaces the uniform draw (e.g. a learned distribution's; it must respect `choices`)."""
     if population < 1 or generations < 1:
         raise UserError("population and generations must be at least 1")
     run = _Run(choices, score_fn, score_many, constraint_fn, key_fn, cache, max_tries, on_scored,
                on_generation, max_candidates, patience)
+    if draw is not None:
+        run.make = draw
     if run.start(population, rng):
         return run.history
     for generation in range(1, generations):

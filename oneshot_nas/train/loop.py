@@ -81,7 +81,7 @@ def train_step(task, trainer, batch, contexts, arch, workers, global_batch, smoo
     touched = task.touched(arch)
     workers.reduce_grads(touched)
     trainer.update(global_batch, ignore_stale_grad=True)
-    task.after_update(arch, touched)
+    task.after_update(arch, touched, workers)
     for i, (o, y, loss) in enumerate(zip(outs, ys, losses)):
         totals[i][0] += loss.sum()
         totals[i][1] += (o.argmax(axis=1) == y.astype(o.dtype)).astype("float32").sum()

@@ -7,6 +7,7 @@ the resume check; the loop (loop.py) is the same for both.
 """
 from functools import partial
 
+import mxnet as mx
 import numpy as np
 
 from ..cost.model import CostModel
@@ -32,15 +33,22 @@ class SupernetTask:
 
     With `pinas` (train/pinas.PiNAS), the uniform epochs draw two paths per step and train with
     Pi-NAS's cross-path loss and/or mean teacher; the one-path epochs stay plain.
+
+    With `learning` (sample/learned.Learning) and a sampler holding a LearnedDistribution (PARSEC /
+    FP-NAS), the uniform epochs draw K paths per step from it (K falls with its entropy), train on
+    the mean of their losses, and update it with their rewards (minus each path's loss) after the step.
     """
     kind = "supernet"
 
     def __init__(self, net, sampler, plan, calibration, val_paths=5, reference=None, seed=0,
-                 inherit_epochs=0, inherit_path=None, bn_only_from=None, pinas=None):
+                 inherit_epochs=0, inherit_path=None, bn_only_from=None, pinas=None, learning=None):
         if inherit_epochs and inherit_path is None:
             raise ValueError("inherit_epochs needs the path to train first")
         self.bn_only_from, self.bn_only = bn_only_from, False
         self.pinas = pinas if pinas is not None and pinas.two_paths else None
+        if learning is not None and (sampler.learned is None or self.pinas is not None):
+            raise ValueError("learning a distribution needs a sampler with one, and no Pi-NAS")
+        self.learning, self._path_losses, self.samples = learning, [], []
         self.net, self.sampler, self.plan = net, sampler, plan
         self.calibration, self.val_paths, self.reference, self.seed = calibration, val_paths, reference, seed
         self.inherit_epochs, self.inherit_path = inherit_epochs, inherit_path
@@ -70,6 +78,9 @@ class SupernetTask:
             if self.pinas is not None:
                 self.pinas.reset()
         stage = {"scales": allowed_scales(self.space, self.plan[epoch]), "constrained": self.constrained}
+        if self.learning is not None and self.learning.joint_from is not None and epoch >= self.learning.joint_from:
+            self.sampler.learned.to_joint()       # FP-NAS's coarse-to-fine (also right after a resume)
+        self.samples = []
         if self.bn_only_from is not None and epoch >= self.bn_only_from and not self.bn_only:
             self.bn_only = True              # (also right after a resume past that epoch)
             for p in self._fixed + [p for row in self._candidates for ps in row for p in ps]:
@@ -88,6 +99,10 @@ class SupernetTask:
             arch = self.inherit_path
         elif self.pinas is not None:
             arch = (self.sampler(rng), self.sampler(rng))
+        elif self.learning is not None:
+            count = self.sampler.learned.samples_per_step(self.learning.min_samples, self.learning.samples)
+            arch = tuple(self.sampler(rng) for _ in range(count))
+            self.samples.append(count)
         else:
             arch = self.sampler(rng)
         self.drawn += self._trained(arch)
@@ -97,7 +112,7 @@ class SupernetTask:
         """The paths a step on `arch` (a path, or Pi-NAS's pair) trains."""
         if not isinstance(arch, tuple):
             return [arch]
-        return list(arch) if self.pinas.cross_path else [arch[0]]
+        return [arch[0]] if self.pinas is not None and not self.pinas.cross_path else list(arch)
 
     def paths_record(self, epoch):
         """What the epoch trained: MACs and params of every drawn path, and how often each block
@@ -113,25 +128,42 @@ class SupernetTask:
 
         def histogram(ids, n):
             return [np.bincount(column, minlength=n).tolist() for column in ids.T]
-        return {"epoch": epoch, "macs": values[:, costs.index("macs")].astype(np.int64).tolist(),
+        learned = {}
+        if self.learning is not None and self.samples:
+            learned = {**self.sampler.learned.summary(), "samples_per_step": float(np.mean(self.samples))}
+        return {"epoch": epoch, **learned, "macs": values[:, costs.index("macs")].astype(np.int64).tolist(),
                 "params": values[:, costs.index("params")].astype(np.int64).tolist(),
                 "block_counts": histogram(blocks, self.space.num_blocks),
                 "channel_counts": histogram(channels, self.space.num_scales)}
 
     def before_step(self, arch):
-        if isinstance(arch, tuple):       # the teacher's averages of what the step reads or moves
+        if isinstance(arch, tuple) and self.pinas is not None:   # the teacher's averages of what the step reads or moves
             self.pinas.catch_up(self.pinas.teacher_params(arch))
+        self._path_losses = []
 
     def objective(self, x, y, arch, cross_entropy):
         """(logits, per-image loss) of the step on `arch` for the batch slice x, y."""
-        if isinstance(arch, tuple):
+        if not isinstance(arch, tuple):
+            out = self.net(x, arch)
+            return out, cross_entropy(out, y)
+        if self.pinas is not None:
             return self.pinas.objective(self.net, x, y, arch, cross_entropy)
-        out = self.net(x, arch)
-        return out, cross_entropy(out, y)
+        outs = [self.net(x, a) for a in arch]           # the learned distribution's K paths
+        losses = [cross_entropy(o, y) for o in outs]
+        self._path_losses.append(losses)                # per device: each path's loss, for its reward
+        return outs[0], mx.nd.add_n(*losses) / len(losses)
 
-    def after_update(self, arch, touched):
-        if isinstance(arch, tuple):
+    def after_update(self, arch, touched, workers):
+        if not isinstance(arch, tuple):
+            return
+        if self.pinas is not None:
             self.pinas.after_update(touched)
+            return
+        sums = [sum(device[k].sum().asscalar() for device in self._path_losses) for k in range(len(arch))]
+        images = sum(device[0].shape[0] for device in self._path_losses)
+        totals = workers.sum(sums + [images])           # every worker: the same rewards
+        rewards = -np.asarray(totals[:-1]) / totals[-1]
+        self.sampler.learned.update([a.genes for a in arch], rewards, self.learning.lr)
 
     def end_epoch(self):
         if self.pinas is not None:
@@ -162,7 +194,8 @@ class SupernetTask:
                 "budget": self.sampler.limits.to_dict() if self.sampler.limits else {},
                 "sampler": self.sampler.kind,
                 **({"bn_only_from": self.bn_only_from} if self.bn_only_from is not None else {}),
-                **({"pinas": self.pinas.describe()} if self.pinas is not None else {})}
+                **({"pinas": self.pinas.describe()} if self.pinas is not None else {}),
+                **({"learning": vars(self.learning)} if self.learning is not None else {})}
 
     def state_dict(self):
         state = self.sampler.state_dict()
@@ -217,7 +250,7 @@ class SubnetTask:
         out = self.net(x)
         return out, cross_entropy(out, y)
 
-    def after_update(self, arch, touched):
+    def after_update(self, arch, touched, workers):
         pass
 
     def end_epoch(self):
