@@ -82,7 +82,8 @@ def test_the_switch_to_joint_keeps_the_distribution_then_learns_pairs(dist, rng)
 
 
 # ----- in supernet training and in the search ------------------------------------------------------
-def test_a_learned_step_trains_its_paths_and_updates_the_distribution_with_their_losses(rng):
+@pytest.mark.parametrize("devices", [1, 2])
+def test_a_learned_step_trains_its_paths_and_updates_the_distribution_with_their_losses(devices, rng):
     import copy
 
     import mxnet as mx
@@ -91,13 +92,16 @@ def test_a_learned_step_trains_its_paths_and_updates_the_distribution_with_their
     from oneshot_nas.sample.schedule import channel_schedule
     from oneshot_nas.sample.training import PathSampler
     from oneshot_nas.train.loop import smoothed_cross_entropy, train_step
+    from oneshot_nas.train.settings import ordered_params
     from oneshot_nas.train.tasks import SupernetTask
     from oneshot_nas.runs.workers import Workers
     from tests.test_train import one_batch, snapshot, supernet_on, totals_for
     space = get_space("tiny").derive("tiny-nodrop", dropout=0.0)       # the losses by hand see the same net
-    net = supernet_on([mx.cpu()], space)
-    sync = Workers("device", 1)
-    trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    contexts = [mx.cpu(i) for i in range(devices)]
+    net = supernet_on(contexts, space)
+    sync = Workers("device", devices)
+    sync.register(ordered_params(net), contexts)
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1}, kvstore=None)
     sampler = PathSampler(space, learned=LearnedDistribution(space))
     task = SupernetTask(net, sampler, channel_schedule(space, 1), calibration=None,
                         learning=Learning(lr=3.0, samples=3, min_samples=3))
@@ -105,16 +109,19 @@ def test_a_learned_step_trains_its_paths_and_updates_the_distribution_with_their
     paths = task.draw(rng)
     assert len(paths) == 3 and task.samples == [3]
     batch = one_batch(rng)
+    xs = mx.gluon.utils.split_and_load(batch.data[0], contexts)      # each device its half, as the step
+    ys = mx.gluon.utils.split_and_load(batch.label[0], contexts)
     with mx.autograd.record():          # training mode: batch statistics, as in the step
-        rewards = [-smoothed_cross_entropy(net(batch.data[0], a), batch.label[0]).mean().asscalar() for a in paths]
+        rewards = [-sum(smoothed_cross_entropy(net(x, a), y).sum().asscalar() for x, y in zip(xs, ys)) / 16
+                   for a in paths]
     expected = copy.deepcopy(sampler.learned)
     expected.update([a.genes for a in paths], rewards, 3.0)
-    before = snapshot(net, mx.cpu())
-    train_step(task, trainer, batch, [mx.cpu()], paths, sync, 16, 0.0, totals_for([mx.cpu()]))
+    before = snapshot(net, contexts[-1])
+    train_step(task, trainer, batch, contexts, paths, sync, 16, 0.0, totals_for(contexts))
     for got, want in zip(sampler.learned.logits, expected.logits):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     assert not np.allclose(sampler.learned.logits[0], 0)
-    after = snapshot(net, mx.cpu())
+    after = snapshot(net, contexts[-1])
     names = {id(p): n for n, p in net._collect_params_with_prefix().items()}
     for p, row in enumerate(net.candidates):
         for b, block in enumerate(row):
