@@ -61,6 +61,8 @@ def parse_args(argv):
                    help="regularized: members sampled per child; the best of them is its parent")
     g.add_argument("--children-per-step", type=int, default=default("children_per_step"),
                    help="regularized: children made and scored at once (e.g. the number of workers)")
+    g.add_argument("--anneal-steps", type=int, default=default("anneal_steps"),
+                   help="fox: moves of each simulated-annealing chain over the fitted predictor")
     g.add_argument("--rescore-top", type=int, default=default("rescore_top"), metavar="K",
                    help="re-score the best K on a second split; the winner is the best by the mean of both")
     g.add_argument("--rescore-images", type=int, default=default("rescore_images"), metavar="N",

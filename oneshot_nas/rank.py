@@ -60,8 +60,8 @@ def build_parser():
     g.add_argument("--gpus", default="", help="GPU ids like 0,1; empty for the CPU")
     g.add_argument("--batch-size", type=int, default=128, help="images per device per step")
     g = score.add_argument_group("comparison")
-    g.add_argument("--scores", help="comma-separated scores (default: all of supernet_top1, bn_score, macs, "
-                                    "params)")
+    g.add_argument("--scores", help="comma-separated scores (default: supernet_top1, supernet_nll, bn_score, "
+                                    "macs, params; also fox_predictor, FOX-NAS's linear predictor, when named)")
     g.add_argument("--top-k", help="k of precision@k: counts and percentages of the table (default 5,10%%,25%%, "
                                    "those below the table's size)")
     g.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the architectures")
@@ -98,8 +98,8 @@ def truth_main(args):
 
 def score_main(args):
     from .runs.workers import contexts_from
-    from .search.ranking import SCORES, RankingRun, RankingSettings
-    scores = tuple(s.strip() for s in args.scores.split(",") if s.strip()) if args.scores else tuple(SCORES)
+    from .search.ranking import RankingRun, RankingSettings, default_scores
+    scores = tuple(s.strip() for s in args.scores.split(",") if s.strip()) if args.scores else default_scores()
     settings = RankingSettings(
         supernet=args.supernet, truth=args.truth, space=args.space, rec_train=args.rec_train,
         rec_train_idx=args.rec_train_idx, rec_val=args.rec_val, rec_val_idx=args.rec_val_idx,

@@ -226,3 +226,15 @@ def test_the_learned_strategy_draws_from_the_distribution_the_supernet_learned(t
     archs = [load_architecture(r["arch"]) for r in read_jsonl(tmp_path / "logs" / "learned" / "search.jsonl")]
     assert len(archs) == 8 and all(set(a.blocks) == {2} for a in archs)
     assert len({tuple(a.channels) for a in archs}) == 8      # the channels are still drawn, all distinct
+
+
+def test_the_fox_strategy_explains_its_predictor(tmp_path, supernet_path):
+    search(tmp_path, supernet_path, "--anneal-steps", "30", run_name="fox", strategy=["--strategy", "fox"])
+    out = tmp_path / "logs" / "fox"
+    records = read_jsonl(out / "search.jsonl")
+    assert len(records) == 8 and {r["origin"] for r in records if r["generation"] == 1} <= {"predicted", "random"}
+    table = (out / "predictor.md").read_text()
+    assert "| feature | weight |" in table and "MACs (M)" in table and "p0 block = SNB-3" in table
+    assert (out / "predictor.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(UserError, match="anneal_steps belongs to the fox strategy"):
+        search(tmp_path, supernet_path, "--anneal-steps", "30", run_name="wrong")

@@ -5,6 +5,7 @@
 - `search_progress.png`: best and mean accuracy of each generation, and the best so far.
 When candidates were ranked by the zero-cost BN score only, the BN score is plotted instead.
 - `plot_score_vs_truth`: a score of the ranking study (search/ranking.py) against the true accuracy.
+- `plot_coefficients`: the FOX-NAS predictor's weights, which choices raise or lower the score.
 """
 from pathlib import Path
 
@@ -91,5 +92,25 @@ def plot_score_vs_truth(score, truth, truth_std, name, tau, path, unit=None):
     ax.set_title(f"{name}: Kendall tau {tau['value']:.3f} [{tau['lo']:.3f}, {tau['hi']:.3f}]")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_coefficients(coefficients, path, title=""):
+    """A horizontal bar per (feature, weight), the first on top; raising in green, lowering in red."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names, weights = zip(*coefficients) if coefficients else ((), ())
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.2))
+    ax.barh(range(len(names)), weights, color=["tab:green" if w >= 0 else "tab:red" for w in weights])
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("weight (score per unit of the feature)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)

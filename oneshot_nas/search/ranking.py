@@ -5,7 +5,9 @@ registered in SCORES with `@score(name, description)`; a new score is one functi
 - `supernet_top1`: top-1 on the search split after exact BN recalibration, the search's own score
   (search/scoring.CandidateEvaluator on the slices data/slices.plan_search_split chooses);
 - `bn_score`: BN-NAS's zero-cost score (search/zero_cost.BNScores);
-- `macs`, `params`: the baselines a score must beat (bigger networks tend to be more accurate).
+- `macs`, `params`: the baselines a score must beat (bigger networks tend to be more accurate);
+- `fox_predictor` (only when named): FOX-NAS's linear predictor fitted on random architectures'
+  supernet top-1 (search/predictor.py).
 `RankingRun` scores the table's architectures with each, and compares with the table's mean top-1
 (agreement.agreement: Kendall tau, Spearman rho, precision@k, each with a bootstrap 95% interval),
 next to the table's noise floor. It writes args.json, scores.jsonl (one line per architecture),
@@ -40,15 +42,16 @@ class Score:
     description: str
     needs_data: bool     # True: it scores paths on images (the search split), so the data is loaded
     make: object         # make(context) -> fn(arch) -> float
+    default: bool        # among the scores computed when none are named
 
 
 SCORES = {}
 
 
-def score(name, description, needs_data=False):
+def score(name, description, needs_data=False, default=True):
     """Register a score: `make(context)` gets a ScoreContext and returns `fn(arch) -> float`."""
     def register(make):
-        SCORES[name] = Score(name, description, needs_data, make)
+        SCORES[name] = Score(name, description, needs_data, make, default)
         return make
     return register
 
@@ -98,6 +101,27 @@ def _params(context):
     return lambda arch: context.costs.measure(arch)["params"]
 
 
+PREDICTOR_SAMPLES = 100
+
+
+@score("fox_predictor", f"FOX-NAS: a linear predictor fitted on the supernet top-1 of {PREDICTOR_SAMPLES} random "
+       "architectures (seeded, not the table's); costs those evaluations (not computed unless named)",
+       needs_data=True, default=False)
+def _fox_predictor(context):
+    from ..sample.samplers import UniformSampler
+    from .predictor import for_space
+    space = context.supernet.space
+    rng, draw = np.random.default_rng(0), UniformSampler(space)
+    archs = [draw(rng) for _ in range(PREDICTOR_SAMPLES)]
+    scores = [_evaluated(context, a)["accuracy"] for a in archs]
+    model = for_space(space, space.gene_choices(), context.costs).fit([a.genes for a in archs], scores)
+    return lambda arch: float(model.predict([arch.genes])[0])
+
+
+def default_scores():
+    return tuple(name for name, s in SCORES.items() if s.default)
+
+
 @dataclass(frozen=True)
 class RankingSettings:
     supernet: str
@@ -114,7 +138,7 @@ class RankingSettings:
     search_val_images: int = None        # as the search: min(10000, 1/5 of training)
     search_on_val: bool = False
     batch_size: int = 128                # per device
-    scores: tuple = field(default_factory=lambda: tuple(SCORES))
+    scores: tuple = field(default_factory=default_scores)
     top_k: str = "5,10%,25%"
     top_k_given: bool = False            # a given top-k that does not fit the table is refused, not dropped
     resamples: int = 2000

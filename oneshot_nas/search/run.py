@@ -190,10 +190,34 @@ class SearchRun:
             log.info("%sresuming: %d candidates already scored will not be scored again", who, len(cache))
         scorer.label = "generation 0"
         draw = {"draw": self.learned.sample} if self.learned is not None else {}
+        if s.strategy == "fox":
+            draw = {"predictor": self.predictor}
         common = dict(score_many=scorer, constraint_fn=self.limits, **draw,
                       key_fn=lambda g: str(self.space.decode(g)), cache=cache, on_scored=on_scored,
                       on_generation=on_generation)
         return run_strategy(s, self.choices, **common)
+
+    def predictor(self):
+        """FOX-NAS's predictor for this search's space and genes (search/predictor.for_space)."""
+        from .predictor import for_space
+        return for_space(self.space, self.choices, self.costs)
+
+    def _explain(self, records):
+        """predictor.md and predictor.png: the fitted predictor's coefficients (FOX-NAS's explanation)."""
+        from ..agreement import kendall_tau
+        model = self.predictor().fit([r["genes"] for r in records], [r["score"] for r in records])
+        coefs = model.coefficients()
+        tau = float(kendall_tau(model.predict([r["genes"] for r in records]), [r["score"] for r in records]))
+        lines = [f"# What the predictor learned ({len(records)} scored candidates)", "",
+                 "A ridge regression of the search score on these features (search/predictor.py); each "
+                 "weight is what one unit of the feature adds to the predicted score, all else equal (an "
+                 "indicator: choosing that value). Largest effect first. Kendall tau of its predictions "
+                 f"against the scores it was fitted on: {tau:.3f}.", "",
+                 "| feature | weight |", "|---|---|"] + [f"| {name} | {w:+.4f} |" for name, w in coefs]
+        self.run.file("predictor.md").write_text("\n".join(lines) + "\n")
+        if self.settings.plots:
+            from .plots import plot_coefficients
+            plot_coefficients(coefs[:24], self.run.file("predictor.png"), f"{self.space.name}: predictor weights")
 
     def _rescore(self, top, evaluator):
         """Score the best candidates by BN score again by accuracy (cached across a resume)."""
@@ -257,6 +281,8 @@ class SearchRun:
         if self.run is not None:
             summary["saved"] = [str(p) for p in self._save_models(ranked[:s.topk_save])]
             self.run.file("summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            if s.strategy == "fox":
+                self._explain(history.records)
             if s.plots:
                 from .plots import plot_search
                 plot_search(self.run.read("search.jsonl"), self.run.path,

@@ -7,11 +7,11 @@ import numpy as np
 
 from ..errors import UserError
 from ..runs.fingerprint import free
-from .strategies import check_genetic, genetic_search, random_search, regularized_search
+from .strategies import check_genetic, fox_search, genetic_search, random_search, regularized_search
 
-STRATEGIES = ("genetic", "regularized", "random", "learned")
+STRATEGIES = ("genetic", "regularized", "random", "learned", "fox")
 OWN = {"genetic": ("topk", "random_select", "crossover", "mutation", "mutation_prob"),
-       "regularized": ("sample_size", "children_per_step")}      # settings only that strategy uses
+       "regularized": ("sample_size", "children_per_step"), "fox": ("anneal_steps",)}      # settings only that strategy uses
 SCORES = ("acc", "nll", "bn")
 HALVES = ("both", "blocks", "channels")
 
@@ -46,6 +46,7 @@ class SearchSettings:
     mutation_prob: float = 0.1
     sample_size: int = 10                # regularized: members sampled per child (the best is its parent)
     children_per_step: int = 1           # regularized: children scored at once
+    anneal_steps: int = 300              # fox: moves of each simulated-annealing chain over the predictor
     rescore_top: int = 0                 # the best K re-scored on a second split; winner by the mean
     rescore_images: int = None           # the second split (default: as many as the search split)
     max_tries: int = 10000
@@ -83,6 +84,8 @@ class SearchSettings:
                                 "no limit, or the default)", settings=name)
         check_genetic(self.population, self.generations, self.topk, self.crossover, self.mutation,
                       self.random_select, self.mutation_prob)
+        if self.anneal_steps < 1:
+            raise UserError(f"anneal_steps {self.anneal_steps} must be at least 1", settings="anneal_steps")
         if self.sample_size < 1 or self.children_per_step < 1 or self.rescore_top < 0:
             raise UserError("sample_size and children_per_step must be at least 1, rescore_top >= 0",
                             settings=("sample_size", "children_per_step", "rescore_top"))
@@ -113,6 +116,8 @@ def run_strategy(settings, choices, **kwargs):
     rng = np.random.default_rng(s.seed)
     if s.strategy in ("random", "learned"):     # learned: kwargs carry the distribution's draw
         return random_search(choices, rng, **common)
+    if s.strategy == "fox":          # kwargs may carry the predictor (features beyond the genes)
+        return fox_search(choices, rng, anneal_steps=s.anneal_steps, **common)
     if s.strategy == "regularized":
         return regularized_search(choices, rng, sample_size=s.sample_size, step=s.children_per_step, **common)
     return genetic_search(choices, rng, topk=s.topk, crossover_num=s.crossover, mutation_num=s.mutation,

@@ -1,5 +1,5 @@
 """Search strategies over any discrete gene space: genetic (evolution), regularized (aging)
-evolution and random search.
+evolution, random search, and FOX-NAS's predictor-guided simulated annealing.
 
 A strategy knows only genes, a score function and a constraint function, never a network:
 - `choices[i]` is the number of values gene i can take (0..n-1), or a sequence of allowed values
@@ -23,9 +23,13 @@ no better best, or when no unseen feasible candidate is left. Every record says 
 candidates seen before and whether the children's neighbourhood ran dry (see genetic_search).
 """
 import logging
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..agreement import kendall_tau
 from ..errors import UserError
 from ..cost.limits import Verdict
 from ..sample.genes import crossover, free_genes, mutate, mutate_some, random_genes
@@ -418,3 +422,76 @@ def random_search(choices, rng, *, score_fn=None, score_many=None, constraint_fn
         if run.close(generation, last=generation == generations - 1):
             break
     return run.history
+
+
+def accept(delta, temperature, u):
+    """Simulated annealing's rule: a better (or equal) move always, a worse one with probability
+    exp(delta / temperature); `u` is a uniform draw in [0, 1)."""
+    return delta >= 0 or (temperature > 0 and u < math.exp(delta / temperature))
+
+
+def temperature(step, steps, start, end):
+    """Geometric cooling from `start` at step 0 to `end` at the last step."""
+    return start * (end / start) ** (step / max(steps - 1, 1))
+
+
+def fox_search(choices, rng, *, score_fn=None, score_many=None, constraint_fn=None, population=50,
+               generations=20, anneal_steps=300, predictor=None, key_fn=None, cache=None, max_tries=10000,
+               max_candidates=None, patience=None, on_scored=None, on_generation=None):
+    """FOX-NAS (predictor-guided): generation 0 scores `population` random feasible candidates;
+    each later generation fits a linear predictor (`predictor()` -> search.predictor.LinearPredictor,
+    default: on the genes alone) to every candidate scored so far, runs `population` simulated-
+    annealing chains of `anneal_steps` one-gene moves over the predictor (chain j starts from the
+    j-th best candidate so far; temperature from the scores' standard deviation down to a hundredth
+    of it, geometrically; only feasible moves), and scores the `population` best predicted
+    candidates the chains visited that were never scored. History.notes of each generation keep
+    how many were proposed by the predictor and `predictor_tau`, the Kendall tau of its predictions
+    against their scores (candidates it was not fitted on). Returns the History."""
+    from .predictor import LinearPredictor
+    if population < 1 or generations < 1 or anneal_steps < 1:
+        raise UserError("population, generations and anneal_steps must be at least 1")
+    run = _Run(choices, score_fn, score_many, constraint_fn, key_fn, cache, max_tries, on_scored,
+               on_generation, max_candidates, patience)
+    if run.start(population, rng):
+        return run.history
+    make = predictor or (lambda: LinearPredictor(run.choices))
+    for generation in range(1, generations):
+        records = run.history.records
+        model = make().fit([r["genes"] for r in records], [r["score"] for r in records])
+        start = float(np.std([r["score"] for r in records])) or 1e-3
+        visited = {}
+        for parent in sorted(records, key=lambda r: -r["score"])[:population]:
+            state = tuple(parent["genes"])
+            value = float(model.predict([state])[0])
+            for step in range(anneal_steps):
+                move = mutate_some(state, run.choices, rng, 1)
+                if move == state or not as_verdict(run.constraint_fn(move)).ok:
+                    continue
+                guess = visited.get(move)
+                if guess is None:
+                    guess = visited[move] = float(model.predict([move])[0])
+                if accept(guess - value, temperature(step, anneal_steps, start, start / 100), rng.random()):
+                    state, value = move, guess
+        batch = []
+        for genes in sorted(visited, key=lambda g: -visited[g]):
+            key = run.key_fn(genes)
+            if key not in run.seen:
+                run.seen.add(key)
+                batch.append(genes)
+                if len(batch) == population:
+                    break
+        origins = ["predicted"] * len(batch)
+        if len(batch) < population:                     # the chains found too few new candidates
+            extra = run.randoms(population - len(batch), rng)
+            batch, origins = batch + extra, origins + ["random"] * len(extra)
+        if not batch:
+            _exhausted(run, generation)
+            break
+        scored = run.score(batch, generation, origins)
+        # how well the predictor ranked what it proposed, once scored (held out from its fit)
+        held_out = float(kendall_tau(model.predict([r["genes"] for r in scored]), [r["score"] for r in scored]))
+        if run.close(generation, last=generation == generations - 1, predicted=origins.count("predicted"),
+                     predictor_tau=None if held_out != held_out else round(held_out, 4)):
+            break
+    return run.history
+
