@@ -9,7 +9,7 @@ import logging
 
 from oneshot_nas import cli
 from oneshot_nas.cli.flags import (add_budget_flags, add_training_flags, budget_from, cost_model, dataset_from,
-                                   devices_from, gpus_from, settings_from)
+                                   device_blocks_from, devices_from, gpus_from, settings_from)
 from oneshot_nas.cost.limits import Limits
 from oneshot_nas.data.slices import calibration_slice
 from oneshot_nas.errors import UserError
@@ -104,7 +104,7 @@ def main(argv=None):
         dataset = dataset_from(args, space)
         limits = Limits(cost_model(args, space), budget) if budget else None
         sampler = PathSampler(space, limits, args.constraint_sampler,
-                              LearnedDistribution(space) if learning else None)
+                              LearnedDistribution(space) if learning else None, device_blocks_from(args, space))
         reference = load_architecture(args.reference_arch).on(space) if args.reference_arch else None
         calibration = calibration_slice(dataset, args.calib_images, space.input_size)
         RunDir.check(args.save_dir, args.resume, args.overwrite)

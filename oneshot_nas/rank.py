@@ -46,7 +46,7 @@ def build_parser():
     g.add_argument("--claim-timeout", type=finite, default=600.0,
                    help="seconds after which a claim of a process on another host that stopped touching it "
                         "is taken over")
-    add_budget_flags(truth)
+    add_budget_flags(truth, device_blocks=False)
     add_training_flags(truth, **RETRAIN_DEFAULTS, save_dir=None, sessions=False)    # train_subnet.py's
 
     score = commands.add_parser("score", help="score a supernet's ranking against a table",

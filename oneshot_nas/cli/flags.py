@@ -46,8 +46,9 @@ def _flag(name):
     return name.replace("_", "-")
 
 
-def add_budget_flags(parser, title="budget (costs from lookup tables; numbers take K, M, G)"):
-    """--max-/--min-/--COST-range for every cost, the aliases, and what the costs need."""
+def add_budget_flags(parser, title="budget (costs from lookup tables; numbers take K, M, G)", device_blocks=True):
+    """--max-/--min-/--COST-range for every cost, the aliases, and what the costs need; with
+    `device_blocks`, also --device-blocks (for the commands that sample or search paths)."""
     group = parser.add_argument_group(title)
     for name, m in METRICS.items():
         unit = {"count": "", "ms": " (ms)", "score": ""}[m.unit]
@@ -65,6 +66,10 @@ def add_budget_flags(parser, title="budget (costs from lookup tables; numbers ta
     group.add_argument("--latency-table", metavar="JSON",
                        help="latency table of this space and device (for latency_ms budgets), "
                             "made by python profiling/latency_table.py")
+    if device_blocks:
+        group.add_argument("--device-blocks", type=int, metavar="K",
+                           help="HURRICANE: at each position only the K block choices fastest on the device of "
+                                "--latency-table (the space then differs per device; default: all)")
     group.add_argument("--baseline", default="mobilenetv2-1.4", choices=BASELINES,
                        help="MicroNet score baseline")
     group.add_argument("--bits", type=int, default=32, choices=(32, 16, 8), help="MicroNet score precision")
@@ -92,6 +97,17 @@ def budget_from(args):
         raise UserError("a latency budget needs --latency-table PATH (python profiling/latency_table.py "
                         "measures one)")
     return limits
+
+
+def device_blocks_from(args, space):
+    """Per position, the block ids --device-blocks keeps (None without it)."""
+    if args.device_blocks is None:
+        return None
+    if not args.latency_table:
+        raise UserError("--device-blocks picks the fastest blocks of a device: give its --latency-table PATH "
+                        "(python profiling/latency_table.py measures one)", settings="latency_table")
+    from ..cost.latency import LatencyTable
+    return LatencyTable.load(args.latency_table, space).fastest_blocks(args.device_blocks)
 
 
 def cost_model(args, space):

@@ -61,6 +61,15 @@ class LatencyTable:
         return self.stem_ms + self.head_ms + self.blocks_ms[
             self._rows, np.asarray(blocks), np.asarray(channels)].sum(axis=1)
 
+    def fastest_blocks(self, keep):
+        """HURRICANE's candidates for this device: at each position the `keep` block choices with
+        the lowest latency (mean over the widths), as sorted ids; ties go to the lower id."""
+        if not 1 <= keep <= self.space.num_blocks:
+            raise UserError(f"--device-blocks {keep}: keep 1 to {self.space.num_blocks} of the "
+                            f"{self.space.num_blocks} block choices per position", settings="device_blocks")
+        mean = self.blocks_ms.mean(axis=2)
+        return [tuple(sorted(np.argsort(row, kind="stable")[:keep].tolist())) for row in mean]
+
     # ----- files --------------------------------------------------------------------------------
     def to_dict(self):
         return {"format": FORMAT, "space": self.space.name, "space_key": space_key(self.space),

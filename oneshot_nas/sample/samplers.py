@@ -15,11 +15,12 @@ class UniformSampler:
     """Uniform over block ids and an allowed set of channel ids (all by default).
 
     `channel_ids` narrows the channel genes: `(space.num_scales - 1,)` is block-only training at full
-    width; the channel warm-up widens it epoch by epoch.
+    width; the channel warm-up widens it epoch by epoch. `block_ids` (a tuple per position) narrows
+    the block genes, e.g. to the blocks fastest on one device (HURRICANE).
     """
 
-    def __init__(self, space, channel_ids=None):
-        self.space = space
+    def __init__(self, space, channel_ids=None, block_ids=None):
+        self.space, self.block_ids = space, block_ids
         self.set_channel_ids(channel_ids)
 
     def set_channel_ids(self, channel_ids=None):
@@ -27,11 +28,16 @@ class UniformSampler:
         if not ids or any(not 0 <= i < self.space.num_scales for i in ids):
             raise UserError(f"channel ids {ids} are not within 0..{self.space.num_scales - 1}")
         self.channel_ids = ids
-        self.choices = self.space.gene_choices(channels=ids)     # per gene, for mutate()
+        blocks = {} if self.block_ids is None else {"blocks": list(self.block_ids)}
+        self.choices = self.space.gene_choices(channels=ids, **blocks)     # per gene, for mutate()
 
     def __call__(self, rng):
         n, ids = self.space.num_positions, np.asarray(self.channel_ids)
-        blocks = rng.integers(self.space.num_blocks, size=n)
+        if self.block_ids is None:
+            blocks = rng.integers(self.space.num_blocks, size=n)
+        else:
+            picks = rng.integers(np.array([len(allowed) for allowed in self.block_ids]))
+            blocks = np.array([allowed[i] for allowed, i in zip(self.block_ids, picks)])
         channels = ids[rng.integers(len(ids), size=n)]
         return Architecture(self.space, blocks.tolist(), channels.tolist())
 

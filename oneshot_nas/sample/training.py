@@ -21,7 +21,7 @@ class PathSampler:
     """`sampler(rng)` -> Architecture; `start_epoch(channel_ids)` follows the channel schedule.
     `limits` (cost.limits.Limits, may be empty) is the budget of the sampled paths."""
 
-    def __init__(self, space, limits=None, kind="uniform", learned=None):
+    def __init__(self, space, limits=None, kind="uniform", learned=None, block_ids=None):
         if kind not in SAMPLERS:
             raise UserError(f"constraint sampler {kind!r} is unknown; choose one of {', '.join(SAMPLERS)}")
         if learned is not None and kind == "strolling":
@@ -29,7 +29,8 @@ class PathSampler:
                             "budget; leave out --constraint-sampler strolling", settings="constraint_sampler")
         self.learned = learned      # a LearnedDistribution: the paths come from it (PARSEC / FP-NAS)
         self.space, self.limits, self.kind = space, limits, kind
-        self.base = UniformSampler(space)          # every scale allowed: the budget must fit here
+        self.block_ids = block_ids                 # per position, the blocks allowed (None: all)
+        self.base = UniformSampler(space, block_ids=block_ids)   # every scale allowed: the budget must fit here
         self.rejection = self.strolling = None
         if limits:
             self.rejection = RejectionSampler(self.base, limits)

@@ -55,9 +55,10 @@ def learned_distribution(meta, space, choices, path):
     return dist
 
 
-def gene_choices(space, search, fix_blocks_from=None, fix_channels_from=None):
+def gene_choices(space, search, fix_blocks_from=None, fix_channels_from=None, device_blocks=None):
     """What each gene may take (SearchSpace.gene_choices) for a search of `search` ('both',
-    'blocks' or 'channels'), with the other half frozen at an architecture's genes."""
+    'blocks' or 'channels'), with the other half frozen at an architecture's genes; free blocks
+    only among `device_blocks` (a tuple of ids per position) if given."""
     if search == "blocks" and fix_blocks_from or search == "channels" and fix_channels_from:
         raise UserError(f"a search of the {search} cannot also freeze them", settings=f"fix_{search}_from")
     allowed = {}
@@ -76,6 +77,8 @@ def gene_choices(space, search, fix_blocks_from=None, fix_channels_from=None):
             raise UserError("a search of the blocks freezes the channels at scale 1.0, which this space "
                             "lacks; give an architecture to take them from", settings="fix_channels_from")
         allowed["channels"] = (space.channel_scales.index(1.0),)
+    if device_blocks is not None and "blocks" not in allowed:
+        allowed["blocks"] = list(device_blocks)
     if len(allowed) == len(space.gene_groups):
         raise UserError("every gene is frozen (blocks and channels both fixed): nothing to search")
     return space.gene_choices(**allowed)
@@ -100,11 +103,12 @@ class SearchRun:
         s = self.settings
         self.supernet, meta = load_model(s.supernet, kind="supernet", space=s.space, ctx=self.contexts[:1])
         self.space = space = self.supernet.space
-        self.choices = gene_choices(space, s.search, s.fix_blocks_from, s.fix_channels_from)
+        latency = LatencyTable.load(s.latency_table, space) if s.latency_table else None
+        device = latency.fastest_blocks(s.device_blocks) if s.device_blocks is not None else None
+        self.choices = gene_choices(space, s.search, s.fix_blocks_from, s.fix_channels_from, device)
         self.learned = None
         if s.strategy == "learned":
             self.learned = learned_distribution(meta, space, self.choices, s.supernet)
-        latency = LatencyTable.load(s.latency_table, space) if s.latency_table else None
         self.costs = CostModel(space, latency=latency, reference=s.baseline, bits=s.bits)
         self.limits = Limits(self.costs, s.limits)
         self.limits.check_feasible(self.choices)                       # each limit alone, exactly

@@ -58,6 +58,7 @@ class SearchSettings:
     baseline: str = "mobilenetv2-1.4"    # MicroNet score baseline and precision
     bits: int = 32
     latency_table: str = None
+    device_blocks: int = None            # HURRICANE: only the K blocks per position fastest on the table's device
     objective: str = "acc"
     cost_metric: str = "macs"
     cost_weight: float = 0.1
@@ -84,6 +85,9 @@ class SearchSettings:
                                 "no limit, or the default)", settings=name)
         check_genetic(self.population, self.generations, self.topk, self.crossover, self.mutation,
                       self.random_select, self.mutation_prob)
+        if self.device_blocks is not None and not self.latency_table:
+            raise UserError("--device-blocks picks the fastest blocks of a device: give its --latency-table PATH "
+                            "(python profiling/latency_table.py measures one)", settings="latency_table")
         if self.anneal_steps < 1:
             raise UserError(f"anneal_steps {self.anneal_steps} must be at least 1", settings="anneal_steps")
         if self.sample_size < 1 or self.children_per_step < 1 or self.rescore_top < 0:

@@ -193,6 +193,7 @@ class SupernetTask:
                 "inherit": [self.inherit_epochs, str(self.inherit_path) if self.inherit_epochs else None],
                 "budget": self.sampler.limits.to_dict() if self.sampler.limits else {},
                 "sampler": self.sampler.kind,
+                **({"blocks": [list(b) for b in self.sampler.block_ids]} if self.sampler.block_ids else {}),
                 **({"bn_only_from": self.bn_only_from} if self.bn_only_from is not None else {}),
                 **({"pinas": self.pinas.describe()} if self.pinas is not None else {}),
                 **({"learning": vars(self.learning)} if self.learning is not None else {})}
