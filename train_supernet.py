@@ -62,7 +62,8 @@ def build_parser():
     ps.add_argument("--learn-sampling", action="store_true",
                     help="after --inherit-epochs, draw the paths from a distribution learned from their "
                          "losses (REINFORCE), not uniformly; the search can draw from it (--strategy learned)")
-    ps.add_argument("--dist-lr", type=float, default=Learning.lr, help="learning rate of the distribution's logits")
+    ps.add_argument("--dist-lr", type=float, default=Learning.lr,
+                    help="learning rate of the distribution's logits (0: it stays uniform, K uniform paths a step)")
     ps.add_argument("--dist-samples", type=int, default=Learning.samples,
                     help="paths a step trains while the distribution is flat (at most 15)")
     ps.add_argument("--dist-min-samples", type=int, default=Learning.min_samples,

@@ -40,6 +40,7 @@ recipe pinas-both-150 --num-epochs 150 --val-every 10 --cross-path 1 --mean-teac
 recipe parsec --learn-sampling --dist-min-samples 4 --dist-lr 5           # PARSEC: 4 paths every step
 recipe fpnas --learn-sampling --dist-joint-from 13 --dist-lr 5            # FP-NAS: 4 paths, fewer as it sharpens; joint from 13
 recipe fpnas-150 --num-epochs 150 --val-every 10 --learn-sampling --dist-joint-from 80
+recipe uniform-k4-150 --num-epochs 150 --val-every 10 --learn-sampling --dist-lr 0 --dist-min-samples 4  # the control: 4 uniform paths a step
 python -m oneshot_nas.rank compare --out "$OUT/recipes.md" \
     "$OUT"/seed0/ranking "$OUT"/seed1/ranking "$OUT"/seed2/ranking "$OUT"/150-epochs/ranking \
     "$OUT"/300-epochs/ranking "$OUT"/strolling/ranking "$OUT"/channel-warm-up-150/ranking \
@@ -47,4 +48,4 @@ python -m oneshot_nas.rank compare --out "$OUT/recipes.md" \
     "$OUT"/bn-only-from-15-150/ranking "$OUT"/uniform-10/ranking "$OUT"/pinas-cross-path/ranking \
     "$OUT"/pinas-teacher/ranking "$OUT"/pinas-both-seed0/ranking "$OUT"/pinas-both-seed1/ranking \
     "$OUT"/pinas-both-seed2/ranking "$OUT"/pinas-both-150/ranking "$OUT"/parsec/ranking "$OUT"/fpnas/ranking \
-    "$OUT"/fpnas-150/ranking
+    "$OUT"/fpnas-150/ranking "$OUT"/uniform-k4-150/ranking

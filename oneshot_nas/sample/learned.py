@@ -31,15 +31,17 @@ from ..errors import UserError
 class Learning:
     """How supernet training learns the distribution: the logits' learning rate, at most `samples`
     paths a step and at least `min_samples` (equal: PARSEC's fixed count; lower: FP-NAS's
-    entropy-adaptive count), and the epoch it turns joint (None: it stays factorised)."""
+    entropy-adaptive count), and the epoch it turns joint (None: it stays factorised). A learning
+    rate of 0 keeps it uniform: K uniform paths a step, the control for what learning adds."""
     lr: float = 0.5
     samples: int = 4
     min_samples: int = 1
     joint_from: int = None
 
     def __post_init__(self):
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"--dist-lr {self.lr}: give a learning rate > 0 for the distribution")
+        if not (self.lr >= 0 and math.isfinite(self.lr)):
+            raise UserError(f"--dist-lr {self.lr}: give a learning rate >= 0 for the distribution (0 keeps "
+                            "it uniform)")
         if not 1 <= self.min_samples <= self.samples <= 15:
             raise UserError(f"samples per step: --dist-min-samples {self.min_samples} and --dist-samples "
                             f"{self.samples} must satisfy 1 <= min <= max <= 15")
