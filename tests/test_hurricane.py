@@ -42,6 +42,8 @@ def test_training_and_search_draw_only_the_devices_blocks(rng):
     assert [set(c) for c in gene_choices(space, "both", device_blocks=kept)[:4]] == [set(k) for k in kept]
     with pytest.raises(UserError, match="give its --latency-table PATH"):
         SearchSettings(supernet="x", device_blocks=2)
+    with pytest.raises(UserError, match="leave out --constraint-sampler strolling"):
+        PathSampler(space, kind="strolling", block_ids=kept)
 
 
 def test_the_cli_trains_a_supernet_of_the_devices_blocks(small, tmp_path):

@@ -27,6 +27,10 @@ class PathSampler:
         if learned is not None and kind == "strolling":
             raise UserError("a learned distribution draws the paths itself: it cannot also stroll over the "
                             "budget; leave out --constraint-sampler strolling", settings="constraint_sampler")
+        if block_ids is not None and kind == "strolling":
+            raise UserError("the strolling sampler mutates every position within the same choices; with "
+                            "--device-blocks (other blocks at other positions) leave out --constraint-sampler "
+                            "strolling", settings="constraint_sampler")
         self.learned = learned      # a LearnedDistribution: the paths come from it (PARSEC / FP-NAS)
         self.space, self.limits, self.kind = space, limits, kind
         self.block_ids = block_ids                 # per position, the blocks allowed (None: all)
