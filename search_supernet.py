@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # run from anywhere without install
 
 from oneshot_nas.cli import ArgumentParser, run, setup_logging  # noqa: E402
-from oneshot_nas.cli.flags import (add_budget_flags, add_data_flags, add_search_split_flags,  # noqa: E402
+from oneshot_nas.cli.flags import (add_budget_flags, add_data_flags, add_search_split_flags, add_stage_flags,  # noqa: E402
                                    budget_from, finite, gpus_from)
 from oneshot_nas.cost.model import METRICS  # noqa: E402
 from oneshot_nas.search.settings import STRATEGIES, SearchSettings, default  # noqa: E402
@@ -76,6 +76,7 @@ def parse_args(argv):
     g.add_argument("--fix-channels-from", help="freeze the channel genes at those of this architecture "
                                                "(default for --search blocks: scale 1.0)")
     add_budget_flags(p)
+    add_stage_flags(p.add_argument_group("HURRICANE's two stages (scripts/hurricane.sh runs both)"))
     g = p.add_argument_group("objective")
     g.add_argument("--objective", default="acc", choices=("acc", "balanced"),
                    help="balanced: accuracy - weight x normalised cost (docs/search.md)")

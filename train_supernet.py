@@ -8,13 +8,14 @@ See docs/training.md.
 import logging
 
 from oneshot_nas import cli
-from oneshot_nas.cli.flags import (add_budget_flags, add_training_flags, budget_from, cost_model, dataset_from,
-                                   device_blocks_from, devices_from, gpus_from, settings_from)
+from oneshot_nas.cli.flags import (add_budget_flags, add_stage_flags, add_training_flags, budget_from, cost_model,
+                                   dataset_from, device_blocks_from, devices_from, fixed_positions_from, gpus_from,
+                                   settings_from)
 from oneshot_nas.cost.limits import Limits
 from oneshot_nas.data.slices import calibration_slice
 from oneshot_nas.errors import UserError
 from oneshot_nas.nn.supernet import SuperNet
-from oneshot_nas.runs.modelfile import save_model
+from oneshot_nas.runs.modelfile import load_model, save_model
 from oneshot_nas.runs.rundir import RunDir, open_run
 from oneshot_nas.runs.workers import Workers, device_count
 from oneshot_nas.sample.schedule import channel_schedule, describe_channel_schedule
@@ -23,7 +24,7 @@ from oneshot_nas.sample.learned import LearnedDistribution, Learning
 from oneshot_nas.space import PRESETS, Architecture, get_space, load_architecture
 from oneshot_nas.train.curves import plot_run
 from oneshot_nas.train.loop import OUTPUTS, dump_worker_params, fit
-from oneshot_nas.train.settings import cast_for_training, initialize
+from oneshot_nas.train.settings import cast_for_training, initialize, ordered_params
 from oneshot_nas.train.pinas import PiNAS
 from oneshot_nas.train.tasks import SupernetTask
 
@@ -72,6 +73,10 @@ def build_parser():
     ps.add_argument("--dist-joint-from", type=int, metavar="EPOCH",
                     help="FP-NAS's coarse to fine: from this epoch one distribution per position over "
                          "(block, channel) pairs instead of one per gene (default: stays per gene)")
+    st = parser.add_argument_group("HURRICANE's two stages (scripts/hurricane.sh runs both)")
+    add_stage_flags(st)
+    st.add_argument("--init-from", metavar="SUPERNET.params",
+                    help="start from the weights of this supernet (the second stage starts from the first's)")
     sup.add_argument("--val-paths", type=int, default=5, help="random paths validated every epoch")
     sup.add_argument("--calib-images", type=int, default=1000,
                      help="training images that re-estimate each validated path's BN statistics")
@@ -105,12 +110,14 @@ def main(argv=None):
         dataset = dataset_from(args, space)
         limits = Limits(cost_model(args, space), budget) if budget else None
         sampler = PathSampler(space, limits, args.constraint_sampler,
-                              LearnedDistribution(space) if learning else None, device_blocks_from(args, space))
+                              LearnedDistribution(space) if learning else None, device_blocks_from(args, space),
+                              fixed_positions_from(args, space))
+        start = load_model(args.init_from, kind="supernet", space=space)[0] if args.init_from else None
         reference = load_architecture(args.reference_arch).on(space) if args.reference_arch else None
         calibration = calibration_slice(dataset, args.calib_images, space.input_size)
         RunDir.check(args.save_dir, args.resume, args.overwrite)
-        return contexts, dataset, sampler, reference, calibration
-    contexts, dataset, sampler, reference, calibration = workers.check_inputs(prepare)
+        return contexts, dataset, sampler, reference, calibration, start
+    contexts, dataset, sampler, reference, calibration, start = workers.check_inputs(prepare)
     run = open_run(args.save_dir, vars(args), args.resume, args.overwrite, workers.is_chief, args.logging_file,
                    OUTPUTS)
     log.info("supernet of space %s on %s (%d train / %d val images, %d classes)", space.name, dataset.name,
@@ -120,6 +127,10 @@ def main(argv=None):
 
     net = SuperNet(space)
     initialize(net, contexts, args.init, args.seed)
+    if start is not None:
+        for p, q in zip(ordered_params(net), ordered_params(start)):
+            p.set_data(q.data())
+        log.info("starting from the weights of %s", args.init_from)
     cast_for_training(net, args.dtype)
     net.hybridize(static_alloc=True)
     if args.inherit_epochs:   # the path trained first is also validated every epoch

@@ -10,7 +10,7 @@ from oneshot_nas.runs.rundir import read_jsonl
 from oneshot_nas.sample.training import PathSampler
 from oneshot_nas.search.run import gene_choices
 from oneshot_nas.search.settings import SearchSettings
-from oneshot_nas.space import get_space
+from oneshot_nas.space import Architecture, get_space
 from tests.test_train_cli import rec_flags
 
 
@@ -59,3 +59,47 @@ def test_the_cli_trains_a_supernet_of_the_devices_blocks(small, tmp_path):
     kept = made_up_table(space).fastest_blocks(2)
     for p, allowed in enumerate(kept):
         assert all((counts[p, b] > 0) == (b in allowed) for b in range(space.num_blocks))
+
+
+def test_a_stage_holds_the_other_positions_and_draws_the_rest_as_before(rng):
+    from oneshot_nas.sample.samplers import UniformSampler
+    from oneshot_nas.sample.stages import fixed_positions
+    space = get_space("tiny4")
+    held = fixed_positions(space, "2:4", "tiny4_B3-1-0-0_C2-7-0-0")
+    assert held == {0: (3, 2), 1: (1, 7)}
+    free, staged = UniformSampler(space), UniformSampler(space, fixed=held)
+    for seed in range(20):
+        a, b = free(np.random.default_rng(seed)), staged(np.random.default_rng(seed))
+        assert tuple(b.blocks[:2]) == (3, 1) and tuple(b.channels[:2]) == (2, 7)
+        assert a.blocks[2:] == b.blocks[2:] and a.channels[2:] == b.channels[2:]
+    assert staged.choices[0] == (3,) and staged.choices[space.num_positions + 1] == (7,)
+    for free_range, message in (("2-4", "give A:B"), ("0:4", "not every position"), ("3:9", "0 <= A < B <= 4")):
+        with pytest.raises(UserError, match=message):
+            fixed_positions(space, free_range, "tiny4_B3-1-0-0_C2-7-0-0")
+    with pytest.raises(UserError, match="give their architecture with --fixed-from ARCH"):
+        fixed_positions(space, "2:4", None)
+    with pytest.raises(UserError, match="does not match space 'tiny4'"):
+        fixed_positions(space, "2:4", str(Architecture.largest(get_space("tiny"))))
+
+
+def test_two_stages_train_the_later_positions_then_the_earlier_from_the_first_weights(small, tmp_path):
+    import mxnet as mx
+
+    from oneshot_nas.runs.modelfile import load_model
+    held = "tiny4_B0-0-0-0_C9-9-9-9"
+    common = rec_flags(small) + ["--space", "tiny4", "--num-epochs", "1", "--batch-size", "32", "--val-paths", "1",
+                                 "--calib-images", "32", "-j", "1", "--no-progress"]
+    train_supernet.main(common + ["--save-dir", str(tmp_path / "one"), "--free-positions", "2:4", "--fixed-from", held])
+    first = np.array(read_jsonl(tmp_path / "one" / "paths.jsonl")[0]["block_counts"])
+    assert (first[:2, 1:] == 0).all() and (first[2:] > 0).sum() > 2         # positions 0-1 held at block 0
+    winner = "tiny4_B2-1-3-3_C5-5-5-5"           # what stage 1's search would have found
+    train_supernet.main(common + ["--save-dir", str(tmp_path / "two"), "--init-from", str(tmp_path / "one" / "supernet.params"),
+                                  "--free-positions", "0:2", "--fixed-from", winner])
+    second = np.array(read_jsonl(tmp_path / "two" / "paths.jsonl")[0]["block_counts"])
+    assert second[2, 3] == second[3, 3] == second[2].sum() and (second[:2] > 0).sum() > 2
+    one, _ = load_model(tmp_path / "one" / "supernet.params", kind="supernet")
+    two, _ = load_model(tmp_path / "two" / "supernet.params", kind="supernet")
+    for b in (0, 1, 2):      # position 2's other candidates: stage 2 started from stage 1's weights, never moved them
+        for p, q in zip(one.candidates[2][b].collect_params().values(), two.candidates[2][b].collect_params().values()):
+            if not p.name.endswith(("running_mean", "running_var")):
+                np.testing.assert_array_equal(p.data(mx.cpu()).asnumpy(), q.data(mx.cpu()).asnumpy(), err_msg=p.name)

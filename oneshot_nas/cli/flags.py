@@ -99,6 +99,25 @@ def budget_from(args):
     return limits
 
 
+def add_stage_flags(group):
+    """HURRICANE's stages: which positions a supernet trains (or a search searches)."""
+    group.add_argument("--free-positions", metavar="A:B",
+                       help="HURRICANE's two stages: only positions A..B-1 are sampled (searched); the others "
+                            "hold the blocks and widths of --fixed-from (default: every position)")
+    group.add_argument("--fixed-from", metavar="ARCH",
+                       help="with --free-positions: the architecture (JSON or string) the other positions take")
+
+
+def fixed_positions_from(args, space):
+    """{position: (block, channel)} the stage holds (None without --free-positions), checked."""
+    if args.free_positions is None:
+        if args.fixed_from:
+            raise UserError("--fixed-from gives the positions a stage holds: add --free-positions A:B")
+        return None
+    from ..sample.stages import fixed_positions
+    return fixed_positions(space, args.free_positions, args.fixed_from)
+
+
 def device_blocks_from(args, space):
     """Per position, the block ids --device-blocks keeps (None without it)."""
     if args.device_blocks is None:

@@ -16,11 +16,12 @@ class UniformSampler:
 
     `channel_ids` narrows the channel genes: `(space.num_scales - 1,)` is block-only training at full
     width; the channel warm-up widens it epoch by epoch. `block_ids` (a tuple per position) narrows
-    the block genes, e.g. to the blocks fastest on one device (HURRICANE).
+    the block genes, e.g. to the blocks fastest on one device (HURRICANE); `fixed` ({position:
+    (block id, channel id)}) holds positions at one choice, e.g. the stage HURRICANE does not train.
     """
 
-    def __init__(self, space, channel_ids=None, block_ids=None):
-        self.space, self.block_ids = space, block_ids
+    def __init__(self, space, channel_ids=None, block_ids=None, fixed=None):
+        self.space, self.block_ids, self.fixed = space, block_ids, dict(fixed or {})
         self.set_channel_ids(channel_ids)
 
     def set_channel_ids(self, channel_ids=None):
@@ -28,8 +29,12 @@ class UniformSampler:
         if not ids or any(not 0 <= i < self.space.num_scales for i in ids):
             raise UserError(f"channel ids {ids} are not within 0..{self.space.num_scales - 1}")
         self.channel_ids = ids
-        blocks = {} if self.block_ids is None else {"blocks": list(self.block_ids)}
-        self.choices = self.space.gene_choices(channels=ids, **blocks)     # per gene, for mutate()
+        n = self.space.num_positions
+        blocks = list(self.block_ids) if self.block_ids is not None else [tuple(range(self.space.num_blocks))] * n
+        channels = [ids] * n
+        for p, (b, c) in self.fixed.items():
+            blocks[p], channels[p] = (b,), (c,)
+        self.choices = self.space.gene_choices(channels=channels, blocks=blocks)     # per gene, for mutate()
 
     def __call__(self, rng):
         n, ids = self.space.num_positions, np.asarray(self.channel_ids)
@@ -39,6 +44,8 @@ class UniformSampler:
             picks = rng.integers(np.array([len(allowed) for allowed in self.block_ids]))
             blocks = np.array([allowed[i] for allowed, i in zip(self.block_ids, picks)])
         channels = ids[rng.integers(len(ids), size=n)]
+        for p, (b, c) in self.fixed.items():       # drawn, then held: the other positions' draws stay the same
+            blocks[p], channels[p] = b, c
         return Architecture(self.space, blocks.tolist(), channels.tolist())
 
 

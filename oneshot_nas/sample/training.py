@@ -21,20 +21,21 @@ class PathSampler:
     """`sampler(rng)` -> Architecture; `start_epoch(channel_ids)` follows the channel schedule.
     `limits` (cost.limits.Limits, may be empty) is the budget of the sampled paths."""
 
-    def __init__(self, space, limits=None, kind="uniform", learned=None, block_ids=None):
+    def __init__(self, space, limits=None, kind="uniform", learned=None, block_ids=None, fixed=None):
         if kind not in SAMPLERS:
             raise UserError(f"constraint sampler {kind!r} is unknown; choose one of {', '.join(SAMPLERS)}")
         if learned is not None and kind == "strolling":
             raise UserError("a learned distribution draws the paths itself: it cannot also stroll over the "
                             "budget; leave out --constraint-sampler strolling", settings="constraint_sampler")
-        if block_ids is not None and kind == "strolling":
+        if (block_ids is not None or fixed) and kind == "strolling":
             raise UserError("the strolling sampler mutates every position within the same choices; with "
-                            "--device-blocks (other blocks at other positions) leave out --constraint-sampler "
-                            "strolling", settings="constraint_sampler")
+                            "--device-blocks or --free-positions (other choices at other positions) leave out "
+                            "--constraint-sampler strolling", settings="constraint_sampler")
+        self.fixed = dict(fixed or {})             # {position: (block, channel)} held (HURRICANE's stages)
         self.learned = learned      # a LearnedDistribution: the paths come from it (PARSEC / FP-NAS)
         self.space, self.limits, self.kind = space, limits, kind
         self.block_ids = block_ids                 # per position, the blocks allowed (None: all)
-        self.base = UniformSampler(space, block_ids=block_ids)   # every scale allowed: the budget must fit here
+        self.base = UniformSampler(space, block_ids=block_ids, fixed=fixed)   # every scale allowed: the budget must fit here
         self.rejection = self.strolling = None
         if limits:
             self.rejection = RejectionSampler(self.base, limits)

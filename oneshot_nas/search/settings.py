@@ -59,6 +59,8 @@ class SearchSettings:
     bits: int = 32
     latency_table: str = None
     device_blocks: int = None            # HURRICANE: only the K blocks per position fastest on the table's device
+    free_positions: str = None           # HURRICANE's stages: only positions A..B-1 ("A:B") are searched,
+    fixed_from: str = None               # the others hold this architecture's genes
     objective: str = "acc"
     cost_metric: str = "macs"
     cost_weight: float = 0.1

@@ -194,6 +194,8 @@ class SupernetTask:
                 "budget": self.sampler.limits.to_dict() if self.sampler.limits else {},
                 "sampler": self.sampler.kind,
                 **({"blocks": [list(b) for b in self.sampler.block_ids]} if self.sampler.block_ids else {}),
+                **({"fixed": {str(p): list(v) for p, v in sorted(self.sampler.fixed.items())}}
+                   if self.sampler.fixed else {}),
                 **({"bn_only_from": self.bn_only_from} if self.bn_only_from is not None else {}),
                 **({"pinas": self.pinas.describe()} if self.pinas is not None else {}),
                 **({"learning": vars(self.learning)} if self.learning is not None else {})}
