@@ -9,7 +9,7 @@ from oneshot_nas.cost.limits import Limits, Verdict
 from oneshot_nas.cost.model import CostModel
 from oneshot_nas.errors import UserError
 from oneshot_nas.search.objective import Objective
-from oneshot_nas.search.strategies import (first_feasible, genetic_search, random_search,
+from oneshot_nas.search.strategies import (first_feasible, fox_search, genetic_search, random_search,
                                            regularized_search)
 from oneshot_nas.space import get_space
 
@@ -44,7 +44,8 @@ class Bench:
 GA = dict(population=20, generations=10, topk=5, crossover_num=8, mutation_num=8, mutation_prob=0.15)
 RE = dict(population=20, generations=10, sample_size=5)
 STRATEGIES = {"genetic": (genetic_search, GA), "regularized": (regularized_search, RE),
-              "random": (random_search, dict(population=20, generations=10))}
+              "random": (random_search, dict(population=20, generations=10)),
+              "fox": (fox_search, dict(population=20, generations=10, anneal_steps=40))}
 
 
 def test_genetic_beats_random_at_equal_budget():
