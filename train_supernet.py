@@ -54,8 +54,8 @@ def build_parser():
                          "between their class probabilities (default 0: one path per step)")
     pi.add_argument("--mean-teacher", type=float, default=0.0, metavar="M",
                     help="keep a teacher supernet, the moving average of the weights with momentum M (e.g. "
-                         "0.99), and pull each path's output towards the teacher's on another path, away "
-                         "from its outputs on the batch's other images (default 0: no teacher)")
+                         "0.99), and pull each path's output towards the teacher's on another path for the "
+                         "batch's images of the same class, away from the other classes' (default 0: no teacher)")
     pi.add_argument("--teacher-weight", type=float, default=1.0, help="weight of the teacher's contrastive loss")
     pi.add_argument("--teacher-temperature", type=float, default=0.2,
                     help="temperature of the teacher's contrastive loss")
