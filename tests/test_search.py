@@ -9,7 +9,7 @@ from oneshot_nas.cost.limits import Limits, Verdict
 from oneshot_nas.cost.model import CostModel
 from oneshot_nas.errors import UserError
 from oneshot_nas.search.objective import Objective
-from oneshot_nas.search.strategies import (first_feasible, fox_search, genetic_search, random_search,
+from oneshot_nas.search.strategies import (first_feasible, fox_search, genetic_search, random_search, staged_search,
                                            regularized_search)
 from oneshot_nas.space import get_space
 
@@ -45,7 +45,8 @@ GA = dict(population=20, generations=10, topk=5, crossover_num=8, mutation_num=8
 RE = dict(population=20, generations=10, sample_size=5)
 STRATEGIES = {"genetic": (genetic_search, GA), "regularized": (regularized_search, RE),
               "random": (random_search, dict(population=20, generations=10)),
-              "fox": (fox_search, dict(population=20, generations=10, anneal_steps=40))}
+              "fox": (fox_search, dict(population=20, generations=10, anneal_steps=40)),
+              "hurricane": (staged_search, dict(RE, stages=[list(range(6, 12)), list(range(6))]))}
 
 
 def test_genetic_beats_random_at_equal_budget():
@@ -113,7 +114,7 @@ def test_resume_replays_the_stopped_search_without_rescoring(strategy):
     with pytest.raises(Stop):
         search(bench.choices, np.random.default_rng(7), score_many=flaky, constraint_fn=bench.feasible,
                on_scored=saved.extend, **kwargs)
-    assert len(saved) == (60 if strategy != "regularized" else 75)   # it scores one child at a time
+    assert len(saved) == (75 if strategy in ("regularized", "hurricane") else 60)  # one child at a time
     cache = {r["key"]: {"score": r["score"]} for r in saved}
     bench.calls.clear()
     resumed = search(bench.choices, np.random.default_rng(7), score_fn=bench.score,
@@ -254,7 +255,8 @@ def test_settings_of_another_strategy_are_refused_not_ignored():
     with pytest.raises(UserError, match="topk, mutation belong to the genetic strategy, but the strategy is "
                                         "regularized: choose genetic or leave them at the default"):
         SearchSettings("x", topk=5, mutation=10)
-    with pytest.raises(UserError, match="sample_size belongs to the regularized strategy, but the strategy is random"):
+    with pytest.raises(UserError, match="sample_size belongs to the regularized and hurricane strategies, but the "
+                                        "strategy is random: choose one of them"):
         SearchSettings("x", strategy="random", sample_size=3)
     assert SearchSettings("x", strategy="genetic", topk=5).topk == 5
 
@@ -281,3 +283,17 @@ def test_pareto_front_keeps_only_undominated_candidates():
     from oneshot_nas.search.plots import pareto_front
     costs, values = [3, 1, 2, 2, 4, 5], [0.5, 0.1, 0.4, 0.3, 0.45, 0.7]
     assert pareto_front(costs, values) == [1, 2, 0, 5]
+
+
+def test_hurricane_searches_the_later_genes_then_the_earlier():
+    bench = Bench(2)
+    history = staged_search(bench.choices, np.random.default_rng(0), score_fn=bench.score,
+                            constraint_fn=bench.feasible, stages=[list(range(6, 12)), list(range(6))], **RE)
+    by_generation = history.generations
+    stage_one, stage_two = by_generation[1:5], by_generation[5:]        # 9 generations after the first: 4 + 5
+    assert history.notes[1]["stage"] == 1 and history.notes[5]["stage"] == 2
+    held = by_generation[1][0]["genes"][:6]
+    assert all(r["genes"][:6] == held for g in stage_one for r in g)        # earlier genes held in stage 1
+    best_one = max((r for g in by_generation[:5] for r in g), key=lambda r: r["score"])["genes"]
+    assert all(r["genes"][6:] == best_one[6:] for g in stage_two for r in g)  # later genes held in stage 2
+    assert len({tuple(r["genes"][6:]) for g in stage_one for r in g}) > 20

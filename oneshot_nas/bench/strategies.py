@@ -182,9 +182,11 @@ def run_once(table, settings, seed, noise, horizon=300, rescore_top=0):
         return observed[-1]
     from dataclasses import replace
     from ..search.settings import run_strategy
+    staged = settings.strategy == "hurricane"       # its stages split its generations: keep them
+    extra = {"positions": get_space("tiny").num_positions} if staged else {}
     try:
-        run_strategy(replace(settings, seed=seed, generations=10 ** 9, max_candidates=len(table.truth),
-                             patience=None), table.choices, score_fn=score)
+        run_strategy(replace(settings, seed=seed, generations=settings.generations if staged else 10 ** 9,
+                             max_candidates=len(table.truth), patience=None), table.choices, score_fn=score, **extra)
     except _Enough:
         pass
     out = {f"queries_{f * 100:g}%": found[f] or len(queried) for f in table.top}

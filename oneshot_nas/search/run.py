@@ -203,6 +203,8 @@ class SearchRun:
         draw = {"draw": self.learned.sample} if self.learned is not None else {}
         if s.strategy == "fox":
             draw = {"predictor": self.predictor}
+        if s.strategy == "hurricane":
+            draw = {"positions": self.space.num_positions}
         common = dict(score_many=scorer, constraint_fn=self.limits, **draw,
                       key_fn=lambda g: str(self.space.decode(g)), cache=cache, on_scored=on_scored,
                       on_generation=on_generation)

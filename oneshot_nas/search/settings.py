@@ -7,11 +7,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..runs.fingerprint import free
-from .strategies import check_genetic, fox_search, genetic_search, random_search, regularized_search
+from .strategies import (check_genetic, fox_search, genetic_search, random_search, regularized_search,
+                         staged_search)
 
-STRATEGIES = ("genetic", "regularized", "random", "learned", "fox")
-OWN = {"genetic": ("topk", "random_select", "crossover", "mutation", "mutation_prob"),
-       "regularized": ("sample_size", "children_per_step"), "fox": ("anneal_steps",)}      # settings only that strategy uses
+STRATEGIES = ("genetic", "regularized", "random", "learned", "fox", "hurricane")
+OWN = {("genetic",): ("topk", "random_select", "crossover", "mutation", "mutation_prob"),
+       ("regularized", "hurricane"): ("sample_size", "children_per_step"), ("fox",): ("anneal_steps",)}      # settings only that strategy uses
 SCORES = ("acc", "nll", "bn")
 HALVES = ("both", "blocks", "channels")
 
@@ -95,11 +96,13 @@ class SearchSettings:
         if self.sample_size < 1 or self.children_per_step < 1 or self.rescore_top < 0:
             raise UserError("sample_size and children_per_step must be at least 1, rescore_top >= 0",
                             settings=("sample_size", "children_per_step", "rescore_top"))
-        for owner, names in OWN.items():
-            changed = [n for n in names if owner != self.strategy and getattr(self, n) != default(n)]
+        for owners, names in OWN.items():
+            owner, choose = ((f"the {owners[0]} strategy", owners[0]) if len(owners) == 1 else
+                             (f"the {' and '.join(owners)} strategies", "one of them"))
+            changed = [n for n in names if self.strategy not in owners and getattr(self, n) != default(n)]
             if changed:
-                raise UserError(f"{', '.join(changed)} belong{'s' * (len(changed) == 1)} to the {owner} strategy, "
-                                f"but the strategy is {self.strategy}: choose {owner} or leave "
+                raise UserError(f"{', '.join(changed)} belong{'s' * (len(changed) == 1)} to {owner}, "
+                                f"but the strategy is {self.strategy}: choose {choose} or leave "
                                 f"{'it' if len(changed) == 1 else 'them'} at the default",
                                 settings=("strategy", *changed))
         if self.rescore_top and self.score == "bn" and not self.rescore:
@@ -112,10 +115,11 @@ def default(name):
     return SearchSettings.__dataclass_fields__[name].default
 
 
-def run_strategy(settings, choices, **kwargs):
+def run_strategy(settings, choices, positions=None, **kwargs):
     """The History of the strategy `settings` name over `choices`, with its parameters from
     `settings` and the rest (score_many or score_fn, constraint_fn, key_fn, cache, callbacks) from
-    `kwargs`."""
+    `kwargs`. `positions` (the space's, whose genes are groups of one gene per position) gives
+    hurricane its stages: the later half of the positions first, then the earlier half."""
     s = settings
     common = dict(population=s.population, generations=s.generations, max_candidates=s.max_candidates,
                   patience=s.patience, max_tries=s.max_tries, **kwargs)
@@ -124,6 +128,13 @@ def run_strategy(settings, choices, **kwargs):
         return random_search(choices, rng, **common)
     if s.strategy == "fox":          # kwargs may carry the predictor (features beyond the genes)
         return fox_search(choices, rng, anneal_steps=s.anneal_steps, **common)
+    if s.strategy == "hurricane":
+        if positions is None:
+            raise ValueError("the hurricane strategy needs the number of positions")
+        later = [k for k in range(len(choices)) if k % positions >= positions // 2]
+        earlier = [k for k in range(len(choices)) if k % positions < positions // 2]
+        return staged_search(choices, rng, stages=[later, earlier], sample_size=s.sample_size,
+                             step=s.children_per_step, **common)
     if s.strategy == "regularized":
         return regularized_search(choices, rng, sample_size=s.sample_size, step=s.children_per_step, **common)
     return genetic_search(choices, rng, topk=s.topk, crossover_num=s.crossover, mutation_num=s.mutation,

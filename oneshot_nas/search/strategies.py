@@ -357,9 +357,18 @@ def regularized_search(choices, rng, *, score_fn=None, score_many=None, constrai
         raise UserError("population, generations, sample_size and step must be at least 1")
     run = _Run(choices, score_fn, score_many, constraint_fn, key_fn, cache, max_tries, on_scored,
                on_generation, max_candidates, patience)
-    if run.start(population, rng):
-        return run.history
-    queue = deque(run.history.records)               # oldest first
+    if not run.start(population, rng):
+        ended = _age(run, rng, deque(run.history.records), population, sample_size, step, range(1, generations),
+                     generations - 1)
+        if ended and ended[0] == "exhausted":
+            _exhausted(run, ended[1])
+    return run.history
+
+
+def _age(run, rng, queue, population, sample_size, step, generations, last):
+    """Regularized evolution's generations over `run.choices` from the queue `queue` (oldest
+    first). Returns None after the last, ("stop", g) when the search must stop (budget, patience)
+    and ("exhausted", g) when no unseen candidate is left in generation g."""
     free = len(free_genes(run.choices))
 
     def child():
@@ -375,7 +384,7 @@ def regularized_search(choices, rng, *, score_fn=None, score_many=None, constrai
             run.dry += [] if "mutations" in run.dry else ["mutations"]
             changes = min(free, 2 * changes)
 
-    for generation in range(1, generations):
+    for generation in generations:
         made, widest, exhausted = 0, 1, False
         while made < population and not exhausted and (run.room is None or run.room > 0):
             batch = []
@@ -391,11 +400,55 @@ def regularized_search(choices, rng, *, score_fn=None, score_many=None, constrai
                 queue.popleft()
                 made += 1
         note = {"response": f"children changed up to {widest} genes instead of 1"} if run.dry else {}
-        stop = bool(run.current) and run.close(generation, last=generation == generations - 1, **note)
+        stop = bool(run.current) and run.close(generation, last=generation == last, **note)
+        if stop:
+            return "stop", generation
         if exhausted:
-            _exhausted(run, generation)
-        if stop or exhausted:
+            return "exhausted", generation
+    return None
+
+
+def staged_search(choices, rng, *, stages, score_fn=None, score_many=None, constraint_fn=None, population=50,
+                  generations=20, sample_size=10, step=1, key_fn=None, cache=None, max_tries=10000,
+                  max_candidates=None, patience=None, on_scored=None, on_generation=None):
+    """HURRICANE's stages as a search: `stages` lists the gene indices each stage searches (e.g. the
+    later positions' genes, then the earlier ones'). Generation 0 scores `population` random
+    candidates over every gene; each stage then holds the other genes at the best candidate so far,
+    scores `population` random candidates of its own genes and runs regularized evolution on them
+    for its share of the generations (`generations` - 1 split evenly, the rest to the last stage).
+    Returns the History."""
+    if population < 1 or generations < len(stages) + 1 or sample_size < 1 or step < 1:
+        raise UserError("population, sample_size and step must be at least 1, and generations more than the stages")
+    run = _Run(choices, score_fn, score_many, constraint_fn, key_fn, cache, max_tries, on_scored,
+               on_generation, max_candidates, patience)
+    if run.start(population, rng):
+        return run.history
+    full, generation = list(run.choices), 1
+    share = (generations - 1) // len(stages)
+    for s, genes in enumerate(stages):       # a stage whose few genes run out of unseen values just ends
+        held, free = run.history.best["genes"], set(genes)
+        run.choices = [c if k in free else (held[k],) for k, c in enumerate(full)]
+        count = share if s < len(stages) - 1 else generations - generation
+        batch = []
+        for _ in range(population):
+            genes = run.draw(lambda r: random_genes(run.choices, r), rng, "random candidates", dry_after=DRY_DRAWS)
+            if genes is None:
+                break
+            batch.append(genes)
+        ended = None
+        if batch:
+            run.score(batch, generation, ["random"] * len(batch))
+            if run.close(generation, last=generation == generations - 1, stage=s + 1):
+                break
+            ended = _age(run, rng, deque(run.history.generations[-1]), population, sample_size, step,
+                         range(generation + 1, generation + count), generations - 1)
+        if ended and ended[0] == "stop":
             break
+        generation = (ended[1] if ended else generation + count - 1) + 1
+    else:
+        if generation < generations:
+            _exhausted(run, generation - 1)
+    run.choices = full
     return run.history
 
 
