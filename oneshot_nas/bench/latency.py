@@ -6,8 +6,10 @@ total, the table's prediction error (mean and max absolute %, Spearman rank corr
 in the same process: latency = k * MACs with k fitted on these very architectures (least squares,
 which flatters the baseline). And FOX-NAS's latency predictor: the linear regression of
 search/predictor.for_space (block and width indicators, MACs, stage widths) fitted on the measured
-networks, each predicted by the fit on the others (leave one out). Single-Path NAS reports 1.76%
-mean error for its runtime model on a phone.
+networks, each predicted by the fit on the others (leave one out). `--runs N` repeats everything
+(table and networks, seeds SEED..SEED+N-1) and prints each predictor's error over the runs with
+its spread: on a shared CPU one run is not a measurement. Single-Path NAS reports 1.76% mean error
+for its runtime model on a phone.
 """
 import argparse
 
@@ -31,12 +33,32 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibration-archs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=1,
+                        help="measure everything (table and networks) this many times, seeds SEED, SEED+1, ..., "
+                             "and print each predictor's mean error over the runs with its spread")
     args = parser.parse_args(argv)
+    if args.runs < 1 or args.archs < 3:
+        parser.error("--runs must be at least 1 and --archs at least 3")
+    results = []
+    for run in range(args.runs):
+        if args.runs > 1:
+            print(f"--- run {run + 1} of {args.runs} (seed {args.seed + run})", flush=True)
+        results.append(run_once(args, args.seed + run))
+    if args.runs > 1:
+        print(f"over {args.runs} runs, mean |error| of each predictor: mean [min, max], sd")
+        for name in results[0]:
+            values = np.array([r[name] for r in results])
+            print(f"  {name:24s} {values.mean():6.2f}% [{values.min():.2f}, {values.max():.2f}], "
+                  f"sd {values.std(ddof=1):.2f}")
 
+
+def run_once(args, seed):
+    """One measurement: the table, `args.archs` networks of `seed`, the report; returns each
+    predictor's mean absolute error (%)."""
     space, ctx = get_space(args.space), mx.cpu()
     table = measure_table(space, ctx, args.batch_size, args.repeats, progress=True,
-                                 warmup=args.warmup, calibration_archs=0)
-    rng = np.random.default_rng(args.seed)
+                          warmup=args.warmup, calibration_archs=0)
+    rng = np.random.default_rng(seed)
     sampler = UniformSampler(space)
     archs = [sampler(rng) for _ in range(args.archs)]
     rows = prediction_report(table, archs, ctx, args.repeats, args.warmup, progress=True)
@@ -73,6 +95,8 @@ def main(argv=None):
     print(f"FOX-NAS linear predictor: mean |error| {fox_err.mean():.2f}%, max {fox_err.max():.2f}%, Spearman "
           f"{spearmanr(fox, measured)[0]:.3f}  (each network predicted by the fit on the other {len(archs) - 1})")
     print("reference: Single-Path NAS reports 1.76% mean error on a phone")
+    return {"sum of parts": raw_mean, "latency table": mean, "k x MACs": float(proxy_err.mean()),
+            "FOX-NAS linear predictor": float(fox_err.mean())}
 
 
 def _leave_one_out(space, archs, measured):
