@@ -110,10 +110,6 @@ def add_stage_flags(group):
 
 def fixed_positions_from(args, space):
     """{position: (block, channel)} the stage holds (None without --free-positions), checked."""
-    if args.free_positions is None:
-        if args.fixed_from:
-            raise UserError("--fixed-from gives the positions a stage holds: add --free-positions A:B")
-        return None
     from ..sample.stages import fixed_positions
     return fixed_positions(space, args.free_positions, args.fixed_from)
 

@@ -9,6 +9,7 @@ import numpy as np
 from ..cost.model import format_value
 from ..errors import UserError
 from ..space import Architecture
+from .stages import hold
 
 
 class UniformSampler:
@@ -29,12 +30,8 @@ class UniformSampler:
         if not ids or any(not 0 <= i < self.space.num_scales for i in ids):
             raise UserError(f"channel ids {ids} are not within 0..{self.space.num_scales - 1}")
         self.channel_ids = ids
-        n = self.space.num_positions
-        blocks = list(self.block_ids) if self.block_ids is not None else [tuple(range(self.space.num_blocks))] * n
-        channels = [ids] * n
-        for p, (b, c) in self.fixed.items():
-            blocks[p], channels[p] = (b,), (c,)
-        self.choices = self.space.gene_choices(channels=channels, blocks=blocks)     # per gene, for mutate()
+        blocks = {} if self.block_ids is None else {"blocks": list(self.block_ids)}
+        self.choices = hold(self.space, self.space.gene_choices(channels=ids, **blocks), self.fixed)   # for mutate()
 
     def __call__(self, rng):
         n, ids = self.space.num_positions, np.asarray(self.channel_ids)

@@ -7,8 +7,14 @@ from ..errors import UserError
 
 
 def fixed_positions(space, free, fixed_from):
-    """{position: (block, channel)} outside the free range `free` ('A:B'), from the architecture `fixed_from`."""
+    """{position: (block, channel)} outside the free range `free` ('A:B'), from the architecture
+    `fixed_from`; None when neither is given."""
     from ..space import load_architecture
+    if free is None:
+        if fixed_from:
+            raise UserError("--fixed-from gives the positions a stage holds: add --free-positions A:B",
+                            settings="free_positions")
+        return None
     n = space.num_positions
     try:
         lo, hi = (int(v) for v in str(free).split(":"))
@@ -23,3 +29,11 @@ def fixed_positions(space, free, fixed_from):
                         settings="fixed_from")
     arch = load_architecture(fixed_from).on(space, f"--fixed-from {fixed_from}")
     return {p: (arch.blocks[p], arch.channels[p]) for p in range(n) if not lo <= p < hi}
+
+
+def hold(space, choices, fixed):
+    """`choices` (a gene_choices list) with each position of `fixed` held at its (block, channel)."""
+    choices, n = list(choices), space.num_positions
+    for p, (b, c) in (fixed or {}).items():
+        choices[p], choices[n + p] = (b,), (c,)
+    return choices

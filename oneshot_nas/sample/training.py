@@ -31,14 +31,17 @@ class PathSampler:
             raise UserError("the strolling sampler mutates every position within the same choices; with "
                             "--device-blocks or --free-positions (other choices at other positions) leave out "
                             "--constraint-sampler strolling", settings="constraint_sampler")
-        self.fixed = dict(fixed or {})             # {position: (block, channel)} held (HURRICANE's stages)
         self.learned = learned      # a LearnedDistribution: the paths come from it (PARSEC / FP-NAS)
         self.space, self.limits, self.kind = space, limits, kind
-        self.block_ids = block_ids                 # per position, the blocks allowed (None: all)
-        self.base = UniformSampler(space, block_ids=block_ids, fixed=fixed)   # every scale allowed: the budget must fit here
-        self.rejection = self.strolling = None
+        # every scale allowed: the budget must fit here; blocks per position and held positions stay
+        self.base = UniformSampler(space, block_ids=block_ids, fixed=fixed)
+        self.rejection = self.strolling = self.from_learned = self.learned_rejection = None
+        if learned is not None:
+            self.from_learned = _FromDistribution(self.base, learned)
         if limits:
             self.rejection = RejectionSampler(self.base, limits)
+            if learned is not None:
+                self.learned_rejection = RejectionSampler(self.from_learned, limits)
             if kind == "strolling":
                 self.strolling = StrollingSampler(self.base, limits)
         self.constrained = False
@@ -57,20 +60,22 @@ class PathSampler:
             self.learned.allow(self.base.choices)
         return self.constrained
 
+    @property
+    def block_ids(self):
+        """Per position, the blocks allowed (None: all)."""
+        return self.base.block_ids
+
+    @property
+    def fixed(self):
+        """{position: (block, channel)} held (HURRICANE's stages)."""
+        return self.base.fixed
+
     def __call__(self, rng):
         if self.learned is not None:
-            return self._learned(rng)
+            return (self.learned_rejection if self.constrained else self.from_learned)(rng)
         if not self.constrained:
             return self.base(rng)
         return (self.strolling or self.rejection)(rng)
-
-    def _learned(self, rng, max_tries=10000):
-        for _ in range(max_tries):
-            arch = self.space.decode(self.learned.sample(rng))
-            if not self.constrained or self.limits(arch.genes).ok:
-                return arch
-        raise UserError(f"the learned distribution drew {max_tries} paths and none had "
-                        f"{self.limits.describe()}; widen the budget")
 
     def validation_paths(self, count, rng):
         """`count` paths for validation, drawn without touching the training sampler's state."""
@@ -100,6 +105,20 @@ class PathSampler:
             self.strolling.load_state_dict(state["strolling"])
         if self.learned is not None:
             self.learned.load_state_dict(state["learned"])
+
+
+class _FromDistribution:
+    """Draws from a LearnedDistribution, as a sampler (its allowed genes are the base sampler's)."""
+
+    def __init__(self, base, learned):
+        self.base, self.learned = base, learned
+
+    @property
+    def choices(self):
+        return self.base.choices
+
+    def __call__(self, rng):
+        return self.base.space.decode(self.learned.sample(rng))
 
 
 def _spans(epochs):

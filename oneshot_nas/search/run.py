@@ -29,7 +29,7 @@ from ..runs.modelfile import load_model
 from ..runs.rundir import open_run, read_jsonl
 from ..runs.workers import Workers
 from ..sample.learned import LearnedDistribution
-from ..sample.stages import fixed_positions
+from ..sample.stages import fixed_positions, hold
 from ..space import Architecture, load_architecture, save_architecture
 from .objective import Objective
 from .scoring import CandidateEvaluator, SupernetScorer
@@ -107,12 +107,7 @@ class SearchRun:
         latency = LatencyTable.load(s.latency_table, space) if s.latency_table else None
         device = latency.fastest_blocks(s.device_blocks) if s.device_blocks is not None else None
         self.choices = gene_choices(space, s.search, s.fix_blocks_from, s.fix_channels_from, device)
-        if s.free_positions is not None or s.fixed_from:
-            if s.free_positions is None:
-                raise UserError("--fixed-from gives the positions a stage holds: add --free-positions A:B")
-            n = space.num_positions
-            for p, (b, c) in fixed_positions(space, s.free_positions, s.fixed_from).items():
-                self.choices[p], self.choices[n + p] = (b,), (c,)
+        self.choices = hold(space, self.choices, fixed_positions(space, s.free_positions, s.fixed_from))
         self.learned = None
         if s.strategy == "learned":
             self.learned = learned_distribution(meta, space, self.choices, s.supernet)
@@ -200,12 +195,12 @@ class SearchRun:
         if cache:
             log.info("%sresuming: %d candidates already scored will not be scored again", who, len(cache))
         scorer.label = "generation 0"
-        draw = {"draw": self.learned.sample} if self.learned is not None else {}
+        extra = {"draw": self.learned.sample} if self.learned is not None else {}   # what a strategy needs
         if s.strategy == "fox":
-            draw = {"predictor": self.predictor}
+            extra = {"predictor": self.predictor}
         if s.strategy == "hurricane":
-            draw = {"positions": self.space.num_positions}
-        common = dict(score_many=scorer, constraint_fn=self.limits, **draw,
+            extra = {"positions": self.space.num_positions}
+        common = dict(score_many=scorer, constraint_fn=self.limits, **extra,
                       key_fn=lambda g: str(self.space.decode(g)), cache=cache, on_scored=on_scored,
                       on_generation=on_generation)
         return run_strategy(s, self.choices, **common)

@@ -141,7 +141,6 @@ class PiNAS:
             loss = loss + self.teacher_weight * contrast
         return out_a, loss
 
-
     def state_dict(self):
         return {"step": self.step}
 
