@@ -3,6 +3,8 @@
 - a supernet: {"kind": "supernet", "space": name, "space_config": {...}, "record": {...}}
 - a subnet:   an architecture record (space.save_architecture) with "kind": "subnet"
 - a reference net (nn/plain.py): {"kind": "reference", "name": "plain-8-16-32-64", "classes": 10}
+- a superkernel network (Single-Path NAS, nn/superkernel.py): {"kind": "superkernel", "space": name,
+  "space_config": {...}, "temperature": T, "arch": what it computes, "record": {...}}
 `load_model` is the one way to read a network back: every tool that takes a .params file (search,
 retraining from a supernet, score, export, predict) goes through it, so a missing file, a file of
 the wrong kind or space, and parameters that do not fit each get the same one-line message.
@@ -15,11 +17,12 @@ import mxnet as mx
 from ..errors import ArchitectureError, UserError
 from ..jsonfile import read_json
 from ..nn.subnet import SubNet
+from ..nn.superkernel import SuperkernelNet
 from ..nn.supernet import SuperNet
 from ..space import Architecture, SearchSpace, get_space
 from .rundir import writing
 
-KINDS = ("supernet", "subnet", "reference")
+KINDS = ("supernet", "subnet", "reference", "superkernel")
 
 
 def json_beside(params_path):
@@ -38,11 +41,16 @@ def save_model(net, path, record=None):
             meta["record"] = record
     elif isinstance(net, SubNet):
         meta = {**net.arch.to_dict(), **({"record": record} if record else {}), "kind": "subnet"}
+    elif isinstance(net, SuperkernelNet):
+        meta = {"kind": "superkernel", "space": net.space.name, "space_config": net.space.to_dict(),
+                "temperature": net.temperature, "arch": str(net.architecture()),
+                **({"record": record} if record else {})}
     elif hasattr(net, "reference_name"):
         meta = {"kind": "reference", "name": net.reference_name, "classes": net.reference_classes,
                 **({"record": record} if record else {})}
     else:
-        raise TypeError(f"save_model takes a SuperNet, a SubNet or a reference net, not {type(net).__name__}")
+        raise TypeError(f"save_model takes a SuperNet, a SubNet, a superkernel or a reference net, "
+                        f"not {type(net).__name__}")
     tmp = path.with_name(path.name + ".tmp")
     meta_tmp = json_beside(path).with_name(json_beside(path).name + ".tmp")
     with writing(path.name, path.parent, cleanup=[tmp, meta_tmp]):
@@ -83,9 +91,12 @@ def build_model(meta):
         from ..nn.plain import reference_net
         return reference_net(str(meta.get("name")), int(meta.get("classes", 0)))
     try:
-        if meta["kind"] == "supernet":
+        if meta["kind"] in ("supernet", "superkernel"):
             config = meta.get("space_config")
-            return SuperNet(SearchSpace.from_dict(config) if config else meta["space"])
+            space = SearchSpace.from_dict(config) if config else meta["space"]
+            if meta["kind"] == "superkernel":
+                return SuperkernelNet(space, temperature=float(meta.get("temperature", 1.0)))
+            return SuperNet(space)
         return SubNet(Architecture.from_dict(meta))
     except ArchitectureError as err:
         raise UserError(f"the model description is not valid: {err}") from None

@@ -72,6 +72,7 @@ class Workers:
         self.num_workers = self.kv.num_workers if self.distributed else 1
         self.contexts = [None] * num_devices
         self.keys = {}
+        self._next_key = 0       # a later network (e.g. the next search of a sequence) takes new keys
         self._gathers = 0
         if self.distributed:
             self.kv.init(METRIC_KEY, mx.nd.zeros(METRIC_SLOTS))
@@ -115,14 +116,16 @@ class Workers:
     # ----- training: gradients and statistics --------------------------------------------------
     def register(self, params, contexts):
         """Give each parameter (an ordered list, the same on every worker) a key and make every
-        copy equal to worker 0's first device."""
+        copy equal to worker 0's first device. Each call takes fresh keys, so one Workers can train
+        several networks in turn."""
         if len(contexts) != len(self.contexts):
             raise ValueError(f"these Workers were made for {len(self.contexts)} devices, not {len(contexts)}")
         self.contexts = list(contexts)
-        self.keys = {p.name: i for i, p in enumerate(params)}
+        keys = list(range(self._next_key, self._next_key + len(params)))
+        self._next_key += len(params)
+        self.keys = {p.name: k for p, k in zip(params, keys)}
         if self.kv is None:
             return
-        keys = list(range(len(params)))
         self.kv.init(keys, [p.data(self.contexts[0]) for p in params])
         self.kv.pull(keys, out=[p.list_data() for p in params])
 

@@ -114,3 +114,92 @@ def plot_coefficients(coefficients, path, title=""):
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_singlepath(paths, metrics, path, title="", target=None, metric="latency_ms"):
+    """The curves of one Single-Path NAS search from its records (paths.jsonl: decisions per epoch;
+    metrics.jsonl: loss and validation): cross-entropy and runtime model, the kernel size and channel
+    id of every position, and every decision's margin (log-RMS statistic minus log-threshold: > 0
+    means used) over the epochs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not paths:
+        return None
+    epochs = [r["epoch"] for r in paths]
+    scale, unit = (1.0, "ms") if metric == "latency_ms" else (1e-6, f"M {metric}")
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
+    ax = axes[0][0]
+    ax.plot(epochs, [r["ce"] for r in paths], marker="o", color="C0", label="cross-entropy (train)")
+    if metrics and any("val_top1" in m for m in metrics):
+        ax.plot([m["epoch"] for m in metrics if "val_top1" in m],
+                [1 - m["val_top1"] for m in metrics if "val_top1" in m], marker=".", color="C2",
+                label="validation error")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy / error")
+    ax.legend(loc="upper left", fontsize=8)
+    twin = ax.twinx()
+    twin.plot(epochs, [r["runtime"] * scale for r in paths], marker="s", color="C1", label="R (mean over steps)")
+    twin.plot(epochs, [r["cost"] * scale for r in paths], ls="--", color="C3", label="R of the epoch's network")
+    if target is not None:
+        twin.axhline(target * scale, color="k", lw=0.8, ls=":", label="target")
+    twin.set_ylabel(f"runtime model ({unit})")
+    twin.legend(loc="upper right", fontsize=8)
+    ax.set_title("loss and runtime")
+    for ax, key, label in ((axes[0][1], "kernels", "kernel size"), (axes[1][0], "channels", "channel id")):
+        grid = np.array([r[key] for r in paths]).T          # (positions, epochs)
+        image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest",
+                          extent=(epochs[0] - 0.5, epochs[-1] + 0.5, grid.shape[0] - 0.5, -0.5))
+        fig.colorbar(image, ax=ax, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("position")
+        ax.set_title(f"{label} of each position")
+    ax = axes[1][1]
+    for p in range(len(paths[0]["thresholds"])):
+        for kind, style in (("kernel", "-"), ("width", ":")):
+            if kind not in paths[0]["thresholds"][p]:
+                continue
+            margins = np.array([np.subtract(r["thresholds"][p][f"{kind}_stat"], r["thresholds"][p][kind])
+                                for r in paths])
+            for j in range(margins.shape[1]):
+                ax.plot(epochs, margins[:, j], ls=style, color=f"C{p % 10}", lw=0.8,
+                        label=f"p{p} {kind}" if j == 0 else None)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("log RMS - log threshold (> 0: used)")
+    ax.set_title("decision margins (solid: kernel shells, dotted: channel groups)")
+    if len(paths[0]["thresholds"]) <= 8:
+        ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_tradeoff(records, path, target, metric="latency_ms"):
+    """The cost of each search's network against its lambda, with the target."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not records:
+        return None
+    scale, unit = (1.0, "ms") if metric == "latency_ms" else (1e-6, f"M {metric}")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lams = [max(r["lambda"], 1e-6) for r in records]
+    ax.plot(lams, [r["cost"] * scale for r in records], "o", color="C0")
+    for k, (lam, r) in enumerate(zip(lams, records)):
+        ax.annotate(str(k), (lam, r["cost"] * scale), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.axhline(target * scale, color="k", ls=":", label="target")
+    ax.set_xscale("log")
+    ax.set_xlabel("lambda (order of the searches numbered)")
+    ax.set_ylabel(f"found network ({unit})")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
