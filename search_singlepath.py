@@ -52,6 +52,9 @@ def build_parser():
     g.add_argument("--search-warmup", type=int, default=O.warmup_epochs, metavar="EPOCHS",
                    help="epochs of each search that train the weights alone at the largest network before "
                         "the thresholds are set from them and the search starts")
+    g.add_argument("--runtime-loss", choices=("log", "hinge"), default=O.form,
+                   help="log: the paper's lambda x log(R / target); hinge: lambda x max(0, log(R / target)), "
+                        "no pull once the network is under the target")
     g.add_argument("--measure-repeats", type=int, default=50,
                    help="timed forward passes when the found network's latency is measured (0: not measured)")
     g.add_argument("--models-dir", default="models", help="where the found architecture is saved")
@@ -80,7 +83,7 @@ def main(argv=None):
     target = args.target_latency_ms if metric == "latency_ms" else args.target_macs
     options = SinglePathOptions(metric, target, args.lam, args.start_lambda, args.lambda_factor, args.max_searches,
                                 args.tolerance, args.temperature, args.threshold_init, args.threshold_lr_mult,
-                                args.search_warmup)
+                                args.search_warmup, args.runtime_loss)
     tag = f"{target:g}ms" if metric == "latency_ms" else f"{target / 1e6:g}M"
     args.save_dir = args.save_dir or f"logs/singlepath-{space.name}-{tag}"
     settings = settings_from(args)

@@ -40,6 +40,7 @@ class SinglePathOptions:
     threshold_init: float = 0.5       # thresholds start at this fraction of the initial weights' RMS
     threshold_lr_mult: float = 10.0   # learning-rate multiplier of the thresholds
     warmup_epochs: int = 3            # epochs of weights alone at the largest network before each search
+    form: str = "log"                 # the runtime loss: lambda log(R/target), or 'hinge': only above the target
 
     def check(self, runtime, epochs):
         if not self.target > 0:
@@ -132,7 +133,8 @@ def one_search(space, dataset, settings, contexts, workers, options, runtime, la
             param.lr_mult = options.threshold_lr_mult
     cast_for_training(net, settings.dtype)
     net.hybridize(static_alloc=True, static_shape=True)
-    task = SinglePathTask(net, runtime, lam, options.warmup_epochs, options.threshold_init, options.target)
+    task = SinglePathTask(net, runtime, lam, options.warmup_epochs, options.threshold_init, options.target,
+                          options.form)
     checkpoint = find_checkpoint(folder) if resume else None
     again = checkpoint is not None
     if again and stop_after is not None and json.loads((checkpoint / "state.json").read_text())["epoch"] >= stop_after:

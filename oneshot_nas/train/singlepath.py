@@ -24,6 +24,7 @@ from ..nn.pathgraph import PathPieces
 from .validation import evaluate
 
 log = logging.getLogger(__name__)
+LOSS_FORMS = ("log", "hinge")
 
 
 class RuntimeModel:
@@ -83,12 +84,15 @@ class SinglePathTask:
     is compared with: the curves of the search."""
     kind = "singlepath"
 
-    def __init__(self, net, runtime, lam, warmup_epochs=0, threshold_init=0.5, reference=1.0):
+    def __init__(self, net, runtime, lam, warmup_epochs=0, threshold_init=0.5, reference=1.0, form="log"):
         if not (lam >= 0 and np.isfinite(lam)):
             raise UserError(f"lambda {lam} must be a finite number >= 0", settings="lam")
         self.net, self.runtime, self.lam = net, runtime, float(lam)
         self.warmup_epochs, self.threshold_init = warmup_epochs, threshold_init
         self.reference = float(reference)   # R is divided by it: the loss is 0 at the reference
+        if form not in LOSS_FORMS:
+            raise UserError(f"unknown runtime loss {form!r}; choose one of {', '.join(LOSS_FORMS)}", settings="loss")
+        self.form = form
         self.searching = True
         if warmup_epochs:
             net.set_all_on()          # the weights train first, at the largest network
@@ -123,7 +127,10 @@ class SinglePathTask:
         sums[3] += 1
         if not self.searching:
             return out, ce
-        return out, ce + self.lam * mx.nd.log(r / self.reference)
+        penalty = mx.nd.log(r / self.reference)
+        if self.form == "hinge":
+            penalty = mx.nd.relu(penalty)
+        return out, ce + self.lam * penalty
 
     def after_update(self, arch, touched, workers):
         pass
@@ -151,7 +158,7 @@ class SinglePathTask:
 
     def describe(self):
         return {"kind": self.kind, "space": self.space.to_dict(), "lambda": self.lam,
-                "metric": self.runtime.metric, "warmup_epochs": self.warmup_epochs, "reference": self.reference,
+                "metric": self.runtime.metric, "warmup_epochs": self.warmup_epochs, "reference": self.reference, "form": self.form,
                 "threshold_init": self.threshold_init}
 
     def state_dict(self):
