@@ -3,6 +3,7 @@ import re
 
 import pytest
 
+import search_singlepath
 import search_supernet
 import train_subnet
 import train_supernet
@@ -16,6 +17,7 @@ COMMANDS = {
     "train_supernet.py": (train_supernet.main, []),
     "train_subnet.py": (train_subnet.main, []),
     "search_supernet.py": (search_supernet.main, []),
+    "search_singlepath.py": (search_singlepath.main, []),
     "rank truth": (rank.main, ["truth"]),
     "rank score": (rank.main, ["score"]),
     "rank compare": (rank.main, ["compare"]),
