@@ -77,8 +77,6 @@ def main(argv=None):
     if args.target_latency_ms is not None and not args.latency_table:
         raise UserError("--target-latency-ms needs the device's --latency-table JSON "
                         "(python profiling/latency_table.py --space SPACE measures one)")
-    if args.dump_worker_params:
-        raise UserError("--dump-worker-params is for one training; a search trains many networks")
     metric = "latency_ms" if args.target_latency_ms is not None else "macs"
     target = args.target_latency_ms if metric == "latency_ms" else args.target_macs
     options = SinglePathOptions(metric, target, args.lam, args.start_lambda, args.lambda_factor, args.max_searches,
@@ -108,7 +106,7 @@ def main(argv=None):
             shutil.rmtree(old)
     result = search(space, dataset, settings, contexts, workers, options, costs, args.save_dir, run,
                     args.resume, args.init, progress=False if args.no_progress else None,
-                    stop_after=args.stop_after_epoch)
+                    stop_after=args.stop_after_epoch, dump_dir=args.dump_worker_params)
     if run is None or result["stopped"]:
         return result
     plot_tradeoff(result["history"], run.file("tradeoff.png"), target, metric)

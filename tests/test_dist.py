@@ -94,3 +94,25 @@ def test_a_dead_worker_ends_the_whole_job_and_the_run_resumes(small, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [r["epoch"] for r in read_jsonl(save / "metrics.jsonl")] == list(range(6))
     assert (save / "supernet.params").is_file()
+
+
+def test_singlepath_searches_under_two_workers_stay_identical(small, tmp_path):
+    """Single-Path NAS under the parameter server: two searches (two networks on one kvstore), every
+    worker ends each with the chief's parameters, and the chief alone writes the record."""
+    save, dump = tmp_path / "run", tmp_path / "workers"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "oneshot_nas.launch", "-n", "2", "-s", "1", "--launcher", "local",
+           sys.executable, str(ROOT / "search_singlepath.py"), "--kv-store", "dist_sync", "--target-macs", "0.3M",
+           "--max-searches", "2", "--num-epochs", "2", "--search-warmup", "1", "--batch-size", "16", "-j", "1",
+           "--no-progress", "--measure-repeats", "0", "--models-dir", str(tmp_path / "models"),
+           "--save-dir", str(save), "--dump-worker-params", str(dump)] + rec_flags(small)
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for k in range(2):
+        params = [mx.nd.load(str(dump / f"lambda-{k}" / f"worker-{rank}.params")) for rank in (0, 1)]
+        assert params[0].keys() == params[1].keys() and any("thresholds" in name for name in params[0])
+        for name in params[0]:
+            np.testing.assert_array_equal(params[0][name].asnumpy(), params[1][name].asnumpy(), err_msg=name)
+    rows = read_jsonl(save / "search.jsonl")
+    assert [r["index"] for r in rows] == [0, 1]
+    assert len(read_jsonl(save / "lambda-1" / "metrics.jsonl")) == 2

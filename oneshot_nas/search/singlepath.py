@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..nn.superkernel import Layout, SuperkernelNet
 from ..runs.rundir import RunDir, read_jsonl
 from ..train.checkpoint import find_checkpoint
-from ..train.loop import fit
+from ..train.loop import dump_worker_params, fit
 from ..train.settings import cast_for_training, initialize
 from ..train.singlepath import RuntimeModel, SinglePathTask
 from .tradeoff import find_lambda
@@ -72,11 +72,12 @@ class _Stopped(Exception):
 
 
 def search(space, dataset, settings, contexts, workers, options, costs, save_dir, run=None, resume=False,
-           init="msra", progress=None, stop_after=None):
+           init="msra", progress=None, stop_after=None, dump_dir=None):
     """Run the searches; returns {'best': record or None, 'history': [record per search], 'range',
     'stopped'}. `run` is the chief's RunDir of SAVE_DIR (None on other workers); `stop_after` ends
     this session once a search has trained that epoch (one resumed past it first finishes);
-    --resume continues it."""
+    --resume continues it. With `dump_dir`, every worker writes each search's final parameters to
+    DUMP_DIR/lambda-<i>/worker-RANK.params (to check that workers stay equal)."""
     layout = Layout(space)
     runtime = RuntimeModel(costs, options.metric, layout)
     lo, hi = options.check(runtime, settings.num_epochs)
@@ -94,6 +95,10 @@ def search(space, dataset, settings, contexts, workers, options, costs, save_dir
             return done[index]["cost"]
         record = one_search(space, dataset, settings, contexts, workers, options, runtime, lam,
                             save_dir / f"lambda-{index}", run is not None, resume, init, progress, stop_after)
+        if dump_dir and record is not None:
+            dump_worker_params(record.pop("net"), Path(dump_dir) / f"lambda-{index}", workers.rank)
+        elif record is not None:
+            record.pop("net")
         if record is None:
             raise _Stopped()
         record["index"] = index
@@ -160,4 +165,4 @@ def one_search(space, dataset, settings, contexts, workers, options, runtime, la
             "val_top1": last.get("val_top1"), "epochs": settings.num_epochs,
             # the search's cost: training and validation time of its epochs (those of earlier sessions too)
             "seconds": sum(r["seconds"] + r["val_seconds"] for r in history), "folder": str(folder),
-            "options": asdict(options)}
+            "options": asdict(options), "net": net}
