@@ -47,11 +47,17 @@ class SinglePathOptions:
             raise UserError(f"the target {self.target} must be a positive number", settings="target")
         if self.lam is not None and not self.lam >= 0:
             raise UserError(f"--lambda {self.lam} must be >= 0", settings="lam")
-        if not (self.start_lambda > 0 and self.factor > 1 and self.max_runs >= 1 and 0 <= self.tolerance < 1):
-            raise UserError("--start-lambda must be > 0, --lambda-factor > 1, --max-searches >= 1 and "
-                            "--tolerance in [0, 1)")
-        if not (self.temperature > 0 and 0 < self.threshold_init < 1 and self.threshold_lr_mult > 0):
-            raise UserError("--temperature must be > 0, --threshold-init in (0, 1) and --threshold-lr-mult > 0")
+        for flag, value, ok, rule in (
+                ("--start-lambda", self.start_lambda, self.start_lambda > 0, "> 0"),
+                ("--lambda-factor", self.factor, self.factor > 1, "> 1"),
+                ("--max-searches", self.max_runs, self.max_runs >= 1, ">= 1"),
+                ("--tolerance", self.tolerance, 0 <= self.tolerance < 1, "in [0, 1)"),
+                ("--temperature", self.temperature, self.temperature > 0, "> 0"),
+                ("--threshold-init", self.threshold_init, 0 < self.threshold_init < 1,
+                 "in (0, 1), a fraction of the weights' RMS"),
+                ("--threshold-lr-mult", self.threshold_lr_mult, self.threshold_lr_mult > 0, "> 0")):
+            if not ok:
+                raise UserError(f"{flag} {value} must be {rule}")
         if self.warmup_epochs < 0 or self.warmup_epochs >= epochs:
             raise UserError(f"--search-warmup {self.warmup_epochs} must be within 0..--num-epochs - 1 "
                             f"({epochs - 1}): the search needs epochs after the warm-up")
