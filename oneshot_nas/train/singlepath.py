@@ -20,8 +20,7 @@ import mxnet as mx
 import numpy as np
 
 from ..errors import UserError
-from ..nn.pathgraph import PathPieces
-from .validation import evaluate
+from .tasks import SubnetTask
 
 log = logging.getLogger(__name__)
 LOSS_FORMS = ("log", "hinge")
@@ -74,8 +73,9 @@ def one_hot(coefficients, ctx):
     return mx.nd.concat(*parts, dim=0)
 
 
-class SinglePathTask:
-    """The superkernel network trained on CE + lambda * log(R) (see train/loop.py for the interface).
+class SinglePathTask(SubnetTask):
+    """The superkernel network trained on CE + lambda * log(R): one fixed network like a subnet's
+    task (train/tasks.py), with the runtime loss and the search's records.
 
     With `warmup_epochs`, the first epochs train the weights alone at the largest network (every
     decision held on, no runtime loss); the thresholds are then set from the trained weights
@@ -87,7 +87,8 @@ class SinglePathTask:
     def __init__(self, net, runtime, lam, warmup_epochs=0, threshold_init=0.5, reference=1.0, form="log"):
         if not (lam >= 0 and np.isfinite(lam)):
             raise UserError(f"lambda {lam} must be a finite number >= 0", settings="lam")
-        self.net, self.runtime, self.lam = net, runtime, float(lam)
+        super().__init__(net)
+        self.runtime, self.lam = runtime, float(lam)
         self.warmup_epochs, self.threshold_init = warmup_epochs, threshold_init
         self.reference = float(reference)   # R is divided by it: the loss is 0 at the reference
         if form not in LOSS_FORMS:
@@ -99,8 +100,6 @@ class SinglePathTask:
         else:
             net.init_thresholds(threshold_init)
         self.space = net.space
-        self._trainable = [p for p in net.collect_params().values() if p.grad_req != "null"]
-        self.pieces = PathPieces(net)
         self._sums = {}
 
     def start_epoch(self, epoch):
@@ -109,12 +108,6 @@ class SinglePathTask:
         if self.warmup_epochs and epoch == self.warmup_epochs:     # (also right after a resume)
             self.net.init_thresholds(self.threshold_init)
         return {"lambda": self.lam, "searching": self.searching}
-
-    def draw(self, rng):
-        return None
-
-    def before_step(self, arch):
-        pass
 
     def objective(self, x, y, arch, cross_entropy):
         out = self.net(x)
@@ -132,15 +125,6 @@ class SinglePathTask:
             penalty = mx.nd.relu(penalty)
         return out, ce + self.lam * penalty
 
-    def after_update(self, arch, touched, workers):
-        pass
-
-    def end_epoch(self):
-        pass
-
-    def touched(self, arch=None):
-        return self._trainable
-
     def paths_record(self, epoch):
         arch = self.net.architecture()
         sums = [sum(s[k].asscalar() for s in self._sums.values()) for k in range(4)] if self._sums else [0] * 4
@@ -150,25 +134,11 @@ class SinglePathTask:
                 "channels": list(arch.channels), "thresholds": self.net.thresholds()}
 
     def validate(self, epoch, val_batches, contexts, workers, max_images, batch_size):
-        res = evaluate(self.net, val_batches, workers, contexts=contexts, pieces=self.pieces,
-                       max_images=max_images, batch_size=batch_size)
         arch = self.net.architecture()
-        return {"val_top1": res["top1"], "val_top5": res["top5"], "val_images": res["images"],
+        return {**super().validate(epoch, val_batches, contexts, workers, max_images, batch_size),
                 "arch": str(arch), "cost": self.runtime.of(arch)}
 
     def describe(self):
         return {"kind": self.kind, "space": self.space.to_dict(), "lambda": self.lam,
-                "metric": self.runtime.metric, "warmup_epochs": self.warmup_epochs, "reference": self.reference, "form": self.form,
-                "threshold_init": self.threshold_init}
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
-
-    def checkpoint_files(self):
-        return {}
-
-    def load_checkpoint_files(self, folder, contexts):
-        pass
+                "metric": self.runtime.metric, "warmup_epochs": self.warmup_epochs, "reference": self.reference,
+                "form": self.form, "threshold_init": self.threshold_init}
