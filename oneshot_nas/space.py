@@ -68,6 +68,7 @@ class Position:
     in_size: int
     act: str
     se: bool
+    in_act: str = None      # the activation its input comes out of (the previous stage's, or the stem's)
 
     @property
     def out_size(self):
@@ -168,13 +169,14 @@ class SearchSpace:
     def positions(self):
         """The searchable blocks in order, each with its fixed context."""
         out, size, c_in, index = [], conv_out_size(self.input_size, 2), self.first_conv, 0
+        in_act = self.stem_act
         for stage, (repeats, c_out) in enumerate(zip(self.stage_repeats, self.stage_channels)):
             act = self.stage_act(stage)
             for r in range(repeats):
                 stride = 2 if r == 0 else 1
                 out.append(Position(index, stage, c_in, c_out, stride, size, act,
-                                    self.se and stage >= 2))
-                size, c_in, index = conv_out_size(size, stride), c_out, index + 1
+                                    self.se and stage >= 2, in_act))
+                size, c_in, index, in_act = conv_out_size(size, stride), c_out, index + 1, act
         return tuple(out)
 
     def stage_act(self, stage):

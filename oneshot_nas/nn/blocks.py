@@ -46,7 +46,7 @@ class ChoiceBlock(HybridBlock):
                 for spec, active in zip(recipe.main_branch(choice, position, self.max_mid),
                                         recipe.main_branch(choice, position, mid)):
                     self.main.add(conv_unit(spec, momentum, fold_bn, active))
-            self.se = (SqueezeExcite(recipe.se_layers(position.main_out), prefix="se_")
+            self.se = (SqueezeExcite(recipe.se_layers(position.main_out, position.act), prefix="se_")
                        if position.se else None)
 
     def width_view(self, mid, **hybridize):
