@@ -50,6 +50,13 @@ def block_precision(space, wbit_id, abit_id):
     return Precision(space.bit_widths[wbit_id], space.bit_widths[abit_id], space.bit_widths)
 
 
+def path_precisions(arch):
+    """The precision of each position of `arch` (None for every one of a float space)."""
+    if not arch.space.bit_widths:
+        return (None,) * arch.space.num_positions
+    return tuple(block_precision(arch.space, w, a) for w, a in zip(arch.wbits, arch.abits))
+
+
 def edge_precision(space):
     """The stem's and the head's precision: `edge_bits` (8, as usual) in a quantized space; None
     (float) in a float space or at edge_bits 32."""
