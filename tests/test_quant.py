@@ -121,3 +121,30 @@ def test_a_quantized_supernet_path_equals_its_extracted_subnet_and_its_path_grap
     # every conv of the path owns a range per width; the path trained the ranges of its own widths
     ranges = [p for name, p in supernet.collect_params().items() if name.endswith("act_range")]
     assert ranges and all(p.shape == (4,) or p.shape == (1,) for p in ranges)
+
+
+def test_a_fake_quantized_subnet_exports_as_a_symbol_and_int8_only_at_8_bits(tmp_path, rng):
+    """The symbol of a mixed-precision subnet reproduces it (its rounding included); int8, ONNX
+    and PyTorch are refused with the fix, int8 only while some width is below 8."""
+    from oneshot_nas.errors import UserError
+    from oneshot_nas.export.formats import check_quantized, export
+    space = get_space("tiny4-q")
+    arch = random_arch(space, rng).replace(wbits=(0, 1, 2, 3), abits=(3, 2, 1, 0))
+    net = SubNet(arch)
+    mx.random.seed(0)
+    net.initialize(mx.init.MSRAPrelu())
+    summary = export(net, name="q", out_dir=tmp_path, targets=["symbol"])
+    assert summary["ok"] and summary["checks"]["symbol"]["max_abs_error"] < 1e-4
+    assert (tmp_path / "q-symbol.json").exists()
+    with pytest.raises(UserError, match=r"int8 export needs every bit width at 8, but .* uses \[2, 3, 4, 8\] bits"):
+        export(net, name="q", out_dir=tmp_path, targets=["symbol", "int8"])
+    with pytest.raises(UserError, match="onnx, pytorch cannot carry its bit widths"):
+        export(net, name="q", out_dir=tmp_path, targets=["onnx", "pytorch"])
+    # at 8 bits everywhere the int8 model is oneDNN's of the float twin with the same weights
+    eight = SubNet(arch.replace(wbits=(3,) * 4, abits=(3,) * 4))
+    eight.initialize(mx.init.MSRAPrelu())
+    twin = check_quantized(eight, ["int8"], merge_bn=False)
+    assert not twin.arch.space.quantized and twin.arch.blocks == arch.blocks
+    x, _ = batch(space, 4)
+    np.testing.assert_allclose(twin.head.classifier.weight.data().asnumpy(),
+                               eight.head.classifier.weight.data().asnumpy())
