@@ -6,7 +6,7 @@ recipe is asked for at one main-branch width `mid`.
 """
 from dataclasses import dataclass, replace
 
-from .space import se_channels
+from .space import FLOAT_BITS, se_channels
 
 
 @dataclass(frozen=True)
@@ -20,10 +20,49 @@ class ConvSpec:
     bn: bool = True
     bias: bool = False
     act: str = None
+    in_act: str = None      # the activation its input comes out of (None: a signed tensor); sets
+                            # the lower end of the input's quantization range (nn/quant.py)
 
     @property
     def groups(self):
         return self.c_in if self.depthwise else 1
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The bit widths a layer computes at: its weights at `wbits`, its input at `abits`. The layer
+    owns one learned activation range per width of `widths` (the ones a supernet may ask of it),
+    so every path that uses the layer at one width trains the same range."""
+    wbits: int
+    abits: int
+    widths: tuple
+
+    @property
+    def index(self):
+        """Which of the layer's activation ranges this precision uses."""
+        return self.widths.index(self.abits)
+
+
+def block_precision(space, wbit_id, abit_id):
+    """Every layer of a searchable block at a quantized space's bit ids; None for a float space."""
+    if not space.bit_widths:
+        return None
+    return Precision(space.bit_widths[wbit_id], space.bit_widths[abit_id], space.bit_widths)
+
+
+def path_precisions(arch):
+    """The precision of each position of `arch` (None for every one of a float space)."""
+    if not arch.space.bit_widths:
+        return (None,) * arch.space.num_positions
+    return tuple(block_precision(arch.space, w, a) for w, a in zip(arch.wbits, arch.abits))
+
+
+def edge_precision(space):
+    """The stem's and the head's precision: `edge_bits` (8, as usual) in a quantized space; None
+    (float) in a float space or at edge_bits 32."""
+    if not space.bit_widths or space.edge_bits == FLOAT_BITS:
+        return None
+    return Precision(space.edge_bits, space.edge_bits, (space.edge_bits,))
 
 
 def fold_bn(spec):
@@ -39,16 +78,17 @@ def main_branch(choice, position, mid):
     in->mid->mid->out. SE (when the position has it) follows the branch; see `se_layers`.
     """
     c_in, c_out, s, k, act = position.main_in, position.main_out, position.stride, choice.kernel, position.act
+    block_in = position.in_act
     if choice.family == "SNB":
-        return (ConvSpec(c_in, mid, act=act),
-                ConvSpec(mid, mid, k, s, depthwise=True),
+        return (ConvSpec(c_in, mid, act=act, in_act=block_in),
+                ConvSpec(mid, mid, k, s, depthwise=True, in_act=act),
                 ConvSpec(mid, c_out, act=act))
     if choice.family == "SXB":
-        return (ConvSpec(c_in, c_in, k, s, depthwise=True),
+        return (ConvSpec(c_in, c_in, k, s, depthwise=True, in_act=block_in),
                 ConvSpec(c_in, mid, act=act),
-                ConvSpec(mid, mid, k, 1, depthwise=True),
+                ConvSpec(mid, mid, k, 1, depthwise=True, in_act=act),
                 ConvSpec(mid, mid, act=act),
-                ConvSpec(mid, mid, k, 1, depthwise=True),
+                ConvSpec(mid, mid, k, 1, depthwise=True, in_act=act),
                 ConvSpec(mid, c_out, act=act))
     raise ValueError(f"no recipe for block family {choice.family!r}")
 
@@ -58,15 +98,16 @@ def projection_branch(choice, position):
     if position.stride == 1:
         return ()
     c = position.c_in
-    return (ConvSpec(c, c, choice.kernel, 2, depthwise=True),
+    return (ConvSpec(c, c, choice.kernel, 2, depthwise=True, in_act=position.in_act),
             ConvSpec(c, c, act=position.act))
 
 
-def se_layers(channels):
-    """SE on `channels`: global pool, 1x1 C->r with bias, ReLU, 1x1 r->C with bias, hard-sigmoid, scale."""
+def se_layers(channels, in_act=None):
+    """SE on `channels` (the output of activation `in_act`): global pool, 1x1 C->r with bias,
+    ReLU, 1x1 r->C with bias, hard-sigmoid, scale."""
     r = se_channels(channels)
-    return (ConvSpec(channels, r, bn=False, bias=True, act="relu"),
-            ConvSpec(r, channels, bn=False, bias=True, act="hard_sigmoid"))
+    return (ConvSpec(channels, r, bn=False, bias=True, act="relu", in_act=in_act),
+            ConvSpec(r, channels, bn=False, bias=True, act="hard_sigmoid", in_act="relu"))
 
 
 def stem(space):
@@ -76,7 +117,7 @@ def stem(space):
 
 def head_conv(space):
     """The last block's conv: before the pool with BN (original) or after it with a bias (MobileNetV3)."""
-    c_in = space.stage_channels[-1]
+    c_in, last = space.stage_channels[-1], space.positions[-1].act
     if space.last_block == "original":
-        return ConvSpec(c_in, space.last_conv, act=space.head_act)
-    return ConvSpec(c_in, space.last_conv, bn=False, bias=True, act=space.head_act)
+        return ConvSpec(c_in, space.last_conv, act=space.head_act, in_act=last)
+    return ConvSpec(c_in, space.last_conv, bn=False, bias=True, act=space.head_act, in_act=last)

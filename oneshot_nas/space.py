@@ -19,7 +19,9 @@ from .jsonfile import read_json
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"  # one character per gene id in the canonical string
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
 LAST_BLOCKS = ("original", "mobilenetv3")
-ARCH_STRING = re.compile(r"([^_\s/]+)_B([0-9a-z\-]+)_C([0-9a-z\-]+)")
+# SPACE_B<block ids>_C<channel ids>, then one _<letter><ids> part per optional gene group of the space
+ARCH_STRING = re.compile(r"([^_\s/]+)_B([0-9a-z\-]+)_C([0-9a-z\-]+)((?:_[A-Z][0-9a-z\-]+)*)")
+FLOAT_BITS = 32     # a layer "quantized" to 32 bits is a float layer (no fake quantization)
 
 
 def make_divisible(value, divisor=8):
@@ -66,6 +68,7 @@ class Position:
     in_size: int
     act: str
     se: bool
+    in_act: str = None      # the activation its input comes out of (the previous stage's, or the stem's)
 
     @property
     def out_size(self):
@@ -102,9 +105,14 @@ class SearchSpace:
     se: bool = False
     last_block: str = "original"
     dropout: float = 0.1
+    # mixed precision (docs/quantization.md): the bit widths each position's weights and input
+    # activations may take (empty: a float space, no bit genes); the stem and the head (first and
+    # last layers) compute at `edge_bits` (32: float)
+    bit_widths: tuple = ()
+    edge_bits: int = 8
 
     def __post_init__(self):
-        for name in ("stage_repeats", "stage_channels", "blocks", "channel_scales"):
+        for name in ("stage_repeats", "stage_channels", "blocks", "channel_scales", "bit_widths"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         self._validate()
 
@@ -143,6 +151,14 @@ class SearchSpace:
             bad(f"last_block {self.last_block!r} is unknown; choose one of {', '.join(LAST_BLOCKS)}")
         if not 0 <= self.dropout < 1:
             bad(f"dropout must be in [0, 1), got {self.dropout}")
+        if any(isinstance(b, bool) or not isinstance(b, int) or not 2 <= b <= 16 for b in self.bit_widths):
+            bad(f"bit widths must be integers from 2 to 16, got {self.bit_widths}")
+        if list(self.bit_widths) != sorted(set(self.bit_widths)):
+            bad(f"bit widths must be strictly increasing, got {self.bit_widths}")
+        if isinstance(self.edge_bits, bool) or self.edge_bits not in tuple(range(2, 17)) + (FLOAT_BITS,):
+            bad(f"edge_bits must be an integer from 2 to 16, or {FLOAT_BITS} for float, got {self.edge_bits}")
+        if self.edge_bits != 8 and not self.bit_widths:
+            bad("edge_bits sets the stem's and the head's precision of a quantized space: give bit_widths too")
         narrowest = min(p.c_out for p in self.positions)
         if mid_channels(narrowest, self.channel_scales[0]) < 1:
             bad(f"the smallest scale {self.channel_scales[0]} leaves a block of {narrowest} output "
@@ -153,13 +169,14 @@ class SearchSpace:
     def positions(self):
         """The searchable blocks in order, each with its fixed context."""
         out, size, c_in, index = [], conv_out_size(self.input_size, 2), self.first_conv, 0
+        in_act = self.stem_act
         for stage, (repeats, c_out) in enumerate(zip(self.stage_repeats, self.stage_channels)):
             act = self.stage_act(stage)
             for r in range(repeats):
                 stride = 2 if r == 0 else 1
                 out.append(Position(index, stage, c_in, c_out, stride, size, act,
-                                    self.se and stage >= 2))
-                size, c_in, index = conv_out_size(size, stride), c_out, index + 1
+                                    self.se and stage >= 2, in_act))
+                size, c_in, index, in_act = conv_out_size(size, stride), c_out, index + 1, act
         return tuple(out)
 
     def stage_act(self, stage):
@@ -211,9 +228,17 @@ class SearchSpace:
         return self.mid_table[position][-1]
 
     # ----- (de)serialisation -------------------------------------------------------------------
+    @property
+    def quantized(self):
+        """Whether the space searches bit widths (its paths compute fake-quantized)."""
+        return bool(self.bit_widths)
+
     def to_dict(self):
+        """Every field; the optional ones (OPTIONAL_FIELDS) only when they differ from their
+        default, so a space without them keeps its files and its cache key."""
         return {f.name: (list(v) if isinstance(v, tuple) else v)
-                for f in fields(self) for v in [getattr(self, f.name)]}
+                for f in fields(self) for v in [getattr(self, f.name)]
+                if f.name not in OPTIONAL_FIELDS or v != f.default}
 
     @classmethod
     def from_dict(cls, data):
@@ -246,8 +271,21 @@ class SearchSpace:
     # else knows the layout; a new kind of gene is one more group here (and a field of Architecture).
     @cached_property
     def gene_groups(self):
-        """(GeneGroup, ...) in gene order: the block ids, then the channel ids."""
-        return (GeneGroup("blocks", self.num_blocks), GeneGroup("channels", self.num_scales))
+        """(GeneGroup, ...) in gene order: the block ids, the channel ids, then the optional groups
+        this space has (the weight and the activation bit-width ids of a quantized space)."""
+        groups = [GeneGroup("blocks", "B", "block", self.blocks, "block_names"),
+                  GeneGroup("channels", "C", "channel", self.channel_scales, "scales")]
+        if self.bit_widths:
+            groups += [GeneGroup("wbits", "W", "weight bit-width", self.bit_widths, "weight_bits"),
+                       GeneGroup("abits", "A", "activation bit-width", self.bit_widths, "activation_bits")]
+        return tuple(groups)
+
+    def gene_group(self, name):
+        for group in self.gene_groups:
+            if group.name == name:
+                return group
+        raise ArchitectureError(f"space {self.name!r} has no {name} genes; its gene groups are "
+                                f"{[g.name for g in self.gene_groups]}")
 
     @property
     def num_genes(self):
@@ -301,10 +339,22 @@ class SearchSpace:
 
 @dataclass(frozen=True)
 class GeneGroup:
-    """One kind of gene: one per position, each an id among `size` values; `name` is the field of
-    Architecture that holds them."""
+    """One kind of gene: one per position, each an id into `values`. `name` is the field of
+    Architecture that holds them, `letter` marks their part of the canonical string, `label` names
+    one of them in messages and `values_key` their values in an architecture's JSON record."""
     name: str
-    size: int
+    letter: str
+    label: str
+    values: tuple
+    values_key: str
+
+    @property
+    def size(self):
+        return len(self.values)
+
+
+# optional space fields, left out of its dict (and its files) at their defaults
+OPTIONAL_FIELDS = ("bit_widths", "edge_bits")
 
 
 def mid_channels(c_out, scale):
@@ -328,6 +378,8 @@ PRESETS = {
                          last_conv=256, input_size=32, num_classes=10, se=True, last_block="mobilenetv3",
                          dropout=0.2),
 }
+# the tiny spaces with mixed-precision genes: 2, 3, 4 or 8 bits per position (docs/quantization.md)
+PRESETS.update({f"{name}-q": PRESETS[name].derive(f"{name}-q", bit_widths=(2, 3, 4, 8)) for name in ("tiny", "tiny4")})
 
 
 def get_space(name):
@@ -343,34 +395,53 @@ def get_space(name):
 
 @dataclass(frozen=True)
 class Architecture:
-    """One network of a space: a block id and a channel-scale id per position. Immutable, hashable.
+    """One network of a space: a block id and a channel-scale id per position, and for a quantized
+    space a weight and an activation bit-width id per position. Immutable, hashable.
 
     Its canonical string (`str(arch)`) is filename-safe and names the net in logs, files and JSON:
-    ``oneshot+_B0031-1100-20211020-2132_C6535-2634-25754674-4543`` (stages separated by '-').
+    ``oneshot+_B0031-1100-20211020-2132_C6535-2634-25754674-4543`` (stages separated by '-'); a
+    quantized space's adds one part per bit group, e.g. ``tiny4-q_B0-1-1-0_C8-6-7-6_W3-3-2-1_A3-3-3-2``.
+    Every gene group of the space (SearchSpace.gene_groups) is one field here; a group the space
+    does not have is an empty tuple.
     """
     space: SearchSpace
     blocks: tuple = field(default=())
     channels: tuple = field(default=())
+    wbits: tuple = field(default=())
+    abits: tuple = field(default=())
 
     def __post_init__(self):
         object.__setattr__(self, "space", get_space(self.space))
-        object.__setattr__(self, "blocks", _as_ids(self.blocks, "block"))
-        object.__setattr__(self, "channels", _as_ids(self.channels, "channel"))
         space, n = self.space, self.space.num_positions
-        for kind, ids, limit, names in (
-                ("block", self.blocks, space.num_blocks,
-                 [f"{i}={b}" for i, b in enumerate(space.blocks)]),
-                ("channel", self.channels, space.num_scales,
-                 [f"{i}={s}" for i, s in enumerate(space.channel_scales)])):
+        groups = {g.name: g for g in space.gene_groups}
+        for name in GROUP_FIELDS:
+            ids = _as_ids(getattr(self, name), groups[name].label if name in groups else name)
+            object.__setattr__(self, name, ids)
+            if name not in groups:
+                if ids:
+                    raise ArchitectureError(
+                        f"space {space.name!r} has no {name} genes (its groups: "
+                        f"{', '.join(groups)}); leave them out or use a space that has them")
+                continue
+            group = groups[name]
             if len(ids) != n:
                 raise ArchitectureError(
-                    f"an architecture of space {space.name!r} needs {n} {kind} ids (one per "
+                    f"an architecture of space {space.name!r} needs {n} {group.label} ids (one per "
                     f"position, stages {'/'.join(map(str, space.stage_repeats))}), got {len(ids)}")
             for pos, i in enumerate(ids):
-                if not 0 <= i < limit:
+                if not 0 <= i < group.size:
+                    names = ", ".join(f"{k}={v}" for k, v in enumerate(group.values))
                     raise ArchitectureError(
-                        f"{kind} id {i} at position {pos} is out of range: space {space.name!r} "
-                        f"has {limit} {kind} choices ({', '.join(names)})")
+                        f"{group.label} id {i} at position {pos} is out of range: space {space.name!r} "
+                        f"has {group.size} {group.label} choices ({names})")
+
+    def gene_ids(self):
+        """{group name: ids} of every gene group of the space, in gene order."""
+        return {g.name: getattr(self, g.name) for g in self.space.gene_groups}
+
+    def replace(self, **ids):
+        """This architecture with some gene groups replaced, e.g. arch.replace(wbits=(3,) * n)."""
+        return Architecture(self.space, **{**self.gene_ids(), **ids})
 
     @property
     def mids(self):
@@ -395,7 +466,7 @@ class Architecture:
         if mine != theirs:
             raise ArchitectureError(f"{what} {self} is of space {self.space.name!r}, which does not "
                                     f"match space {space.name!r}")
-        return Architecture(space, self.blocks, self.channels)
+        return Architecture(space, **self.gene_ids())
 
     @property
     def block_names(self):
@@ -405,11 +476,22 @@ class Architecture:
     def scales(self):
         return tuple(self.space.channel_scales[c] for c in self.channels)
 
+    @property
+    def weight_bits(self):
+        """Bit width of each position's weights (empty for a float space)."""
+        return tuple(self.space.bit_widths[i] for i in self.wbits)
+
+    @property
+    def activation_bits(self):
+        """Bit width of each position's input activations (empty for a float space)."""
+        return tuple(self.space.bit_widths[i] for i in self.abits)
+
     def __str__(self):
         return self.to_str()
 
     def to_str(self):
-        return f"{self.space.name}_B{self._genes(self.blocks)}_C{self._genes(self.channels)}"
+        return self.space.name + "".join(f"_{g.letter}{self._genes(getattr(self, g.name))}"
+                                         for g in self.space.gene_groups)
 
     def _genes(self, ids):
         groups, start = [], 0
@@ -421,33 +503,44 @@ class Architecture:
     @classmethod
     def from_str(cls, text, space=None):
         """Parse a canonical string; `space` is needed only for a space that is not a preset."""
-        match = ARCH_STRING.fullmatch(str(text).strip())
+        text = str(text).strip()
+        match = ARCH_STRING.fullmatch(text)
         if not match:
             raise ArchitectureError(
                 f"{text!r} is not an architecture string; expected SPACE_B<block ids>_C<channel ids>"
                 ", e.g. oneshot_B0031-1100-20211020-2132_C6535-2634-25754674-4543")
-        name, block_genes, channel_genes = match.groups()
+        name = match.group(1)
         if space is None:
             space = get_space(name)
         elif space.name != name:
             raise ArchitectureError(f"{text!r} belongs to space {name!r}, not {space.name!r}")
-        for genes in (block_genes, channel_genes):
+        parts = re.findall(r"_([A-Z])([0-9a-z\-]+)", text[len(name):])
+        letters = [g.letter for g in space.gene_groups]
+        if [letter for letter, _ in parts] != letters:
+            raise ArchitectureError(
+                f"{text!r}: space {space.name!r} has the parts {', '.join(letters)} in this order, "
+                f"not {', '.join(letter for letter, _ in parts)}")
+        ids = {}
+        for group, (_, genes) in zip(space.gene_groups, parts):
             lengths = tuple(len(g) for g in genes.split("-"))
             if lengths != space.stage_repeats:
                 raise ArchitectureError(
                     f"{text!r}: gene groups of lengths {lengths} do not match the stages "
                     f"{space.stage_repeats} of space {space.name!r}")
-        return cls(space, [_DIGITS.index(ch) for ch in block_genes.replace("-", "")],
-                   [_DIGITS.index(ch) for ch in channel_genes.replace("-", "")])
+            ids[group.name] = [_DIGITS.index(ch) for ch in genes.replace("-", "")]
+        return cls(space, **ids)
 
     def to_dict(self):
-        return {"arch": self.to_str(), "space": self.space.name, "blocks": list(self.blocks),
-                "channels": list(self.channels), "block_names": list(self.block_names),
-                "scales": list(self.scales), "space_config": self.space.to_dict()}
+        data = {"arch": self.to_str(), "space": self.space.name}
+        data.update(self.gene_ids())
+        data.update({g.values_key: [g.values[i] for i in getattr(self, g.name)] for g in self.space.gene_groups})
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+        return {**data, "space_config": self.space.to_dict()}
 
     @classmethod
     def from_dict(cls, data):
-        """From `to_dict`'s record, a hand-written {space, blocks, channels}, or {"arch": STRING}."""
+        """From `to_dict`'s record, a hand-written {space, blocks, channels[, wbits, abits]}, or
+        {"arch": STRING}."""
         if isinstance(data, dict) and "arch" in data and not {"blocks", "channels"} & set(data):
             config = data.get("space_config")
             return cls.from_str(data["arch"], SearchSpace.from_dict(config) if config else None)
@@ -460,7 +553,7 @@ class Architecture:
         if space.name != data["space"]:
             raise ArchitectureError(
                 f"the record names space {data['space']!r} but its space_config is {space.name!r}")
-        arch = cls(space, data["blocks"], data["channels"])
+        arch = cls(space, **{name: data.get(name, ()) for name in GROUP_FIELDS})
         if "arch" in data and data["arch"] != arch.to_str():
             raise ArchitectureError(
                 f"the record's 'arch' string {data['arch']!r} disagrees with its ids "
@@ -469,10 +562,14 @@ class Architecture:
 
     @classmethod
     def largest(cls, space):
-        """Every position at block 0 and the widest scale (the supernet's 'max channels' path)."""
+        """Every position at block 0, the widest scale and the most bits (the supernet's default path)."""
         space = get_space(space)
         n = space.num_positions
-        return cls(space, [0] * n, [space.num_scales - 1] * n)
+        return cls(space, **{g.name: [0 if g.name == "blocks" else g.size - 1] * n for g in space.gene_groups})
+
+
+# every gene group an Architecture can hold (the fields after `space`); a space has some of them
+GROUP_FIELDS = tuple(f.name for f in fields(Architecture))[1:]
 
 
 def _as_ids(values, kind):

@@ -35,7 +35,8 @@ def test_every_cost_matches_the_analytic_counts(costs, rng):
         micronet_score(Counts.of(count_ops(arch)), 8, (1e6, 1e8)), rel=1e-12)
     many = costs.values_many(np.array([a.genes for a in [arch, Architecture.largest(costs.space)]]))
     assert many[0] == pytest.approx(costs.values(arch.genes))
-    assert set(costs.metrics) == set(METRICS) - {"latency_ms"}     # no latency without a table
+    # no latency without a table, no BitOps in a float space
+    assert set(costs.metrics) == set(METRICS) - {"latency_ms", "bitops"}
 
 
 def test_extremes_are_exact_and_attained():
@@ -129,3 +130,34 @@ def test_latency_costs_and_micronet_baselines(costs, tmp_path, rng):
     assert 5.3e6 < p < 5.6e6 and 4.2e8 < f < 4.6e8
     with pytest.raises(UserError, match="choose one of"):
         micronet_reference("resnet")
+
+
+# ----- BitOps: a quantized space's budget (docs/quantization.md) -------------------------------------
+@pytest.mark.parametrize("name", ["tiny4-q", "tiny-q"])
+def test_bitops_is_a_cost_and_a_budget_of_a_quantized_space(name, rng):
+    costs = CostModel(get_space(name))
+    for _ in range(10):
+        arch = random_arch(costs.space, rng)
+        assert costs.measure(arch)["bitops"] == Counts.of(count_ops(arch)).bitops > 0
+        assert costs_of_counts(Counts.of(count_ops(arch))) == pytest.approx(costs.measure(arch), rel=1e-12)
+    lo, hi = costs.extremes("bitops")
+    n = costs.space.num_positions
+    low = Architecture(costs.space, [0] * n, [0] * n, [0] * n, [0] * n)   # narrowest, 2 bits
+    widest = [Architecture(costs.space, [b] * n, [9] * n, [3] * n, [3] * n) for b in range(4)]
+    assert lo <= costs.measure(low)["bitops"] and hi >= max(costs.measure(a)["bitops"] for a in widest)
+    # the same architecture at fewer bits costs less, its MACs the same
+    arch = random_arch(costs.space, rng)
+    by_bits = [costs.measure(arch.replace(wbits=(k,) * n, abits=(k,) * n)) for k in range(4)]
+    assert len({r["macs"] for r in by_bits}) == 1
+    assert [r["bitops"] for r in by_bits] == sorted(r["bitops"] for r in by_bits)
+    limits = Limits(costs, {"bitops": (None, by_bits[0]["bitops"])})
+    assert limits(arch.replace(wbits=(0,) * n, abits=(0,) * n).genes).ok
+    assert not limits(arch.replace(wbits=(3,) * n, abits=(3,) * n).genes).ok
+
+
+def test_a_bitops_budget_on_a_float_space_or_out_of_reach_says_what_to_do():
+    with pytest.raises(UserError, match="space 'tiny4' has no bit-width genes: use a quantized space, e.g. tiny4-q"):
+        Limits(CostModel(get_space("tiny4")), {"bitops": (None, 1e9)})
+    limits = Limits(CostModel(get_space("tiny4-q")), {"bitops": (None, 1e3)})
+    with pytest.raises(UserError, match="no architecture of space 'tiny4-q' .* has bitops in .* they range from"):
+        limits.check_feasible()

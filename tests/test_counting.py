@@ -4,7 +4,7 @@ import pytest
 
 from oneshot_nas.cost.counting import (COUNT_FIELDS, Counts, LookupTable, MOBILENETV2_14, block_ops,
                                   conv_op, count_ops, micronet_score, pool_op, space_key)
-from oneshot_nas.space import PRESETS, Architecture, get_space, load_architecture
+from oneshot_nas.space import PRESETS, Architecture, SearchSpace, get_space, load_architecture
 from tests.conftest import ROOT
 from tests.test_space import random_arch
 
@@ -49,8 +49,12 @@ def test_lookup_table_equals_the_op_count(name, rng):
         arch = random_arch(name, rng)
         assert table.count(arch) == Counts.of(count_ops(arch))
     archs = [random_arch(name, rng) for _ in range(10)]
-    many = table.count_many([a.blocks for a in archs], [a.channels for a in archs])
+    groups = [[getattr(a, g.name) for a in archs] for g in get_space(name).gene_groups]
+    many = table.count_many(*groups)
     assert [Counts(*row) for row in many.tolist()] == [table.count(a) for a in archs]
+    if len(groups) > 2:
+        with pytest.raises(ValueError, match="give ids for each"):
+            table.count_many(*groups[:2])
 
 
 def test_lookup_table_is_cached_per_space(tmp_path):
@@ -80,3 +84,24 @@ def test_block_counts_grow_with_width():
         macs = [Counts.of(block_ops(space, p, 0, c)).macs for c in range(10)]
         assert macs == sorted(macs) and macs[0] < macs[-1]
     assert COUNT_FIELDS[0] == "params"
+
+
+@pytest.mark.parametrize("edge_bits", [8, 32])
+def test_bitops_of_a_hand_computed_network(edge_bits):
+    """One SNB-3 block at stride 2 on a 4x4 map, an 8x8 input, the original head; every conv and
+    the classifier counted by hand: MACs x weight bits x activation bits per layer."""
+    space = SearchSpace("hand", stage_repeats=(1,), stage_channels=(16,), first_conv=8, last_conv=32,
+                        blocks=("SNB-3",), channel_scales=(1.0,), input_size=8, num_classes=10,
+                        bit_widths=(2, 4), edge_bits=edge_bits)
+    arch = Architecture(space, [0], [0], wbits=[0], abits=[1])       # weights 2 bits, activations 4
+    stem = 4 * 4 * 8 * 27                       # 3x3 stride 2, 3 -> 8, on 8x8: 16 outputs x 8 x 27
+    proj = 2 * 2 * 8 * 9 + 2 * 2 * 8 * 8        # depthwise 3x3 stride 2 (4x4 -> 2x2), 1x1 8 -> 8
+    main = 4 * 4 * 8 * 8 + 2 * 2 * 8 * 9 + 2 * 2 * 8 * 8    # 1x1 8 -> 8, depthwise stride 2, 1x1 8 -> 8
+    head = 2 * 2 * 32 * 16 + (32 * 10 + 10)     # 1x1 16 -> 32 on 2x2; classifier with its bias
+    expected = (stem + head) * edge_bits ** 2 + (proj + main) * 2 * 4
+    ops = count_ops(arch)
+    assert Counts.of(ops).bitops == expected == LookupTable.build(space).count(arch).bitops
+    assert Counts.of(ops).macs == stem + proj + main + head + 2 * 2 * 32   # (+ the pool's MACs)
+    assert {(op.wbits, op.abits) for op in ops if op.kind == "conv" and op.name.startswith("p0")} == {(2, 4)}
+    # a float network has no BitOps
+    assert Counts.of(count_ops(Architecture(space.derive("hand-f", bit_widths=(), edge_bits=8), [0], [0]))).bitops == 0

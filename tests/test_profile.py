@@ -20,7 +20,9 @@ def _without_name(op):
     return astuple(op)[1:]
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+# the float presets: a fake-quantized graph's rounding ops simulate integer arithmetic, they are not
+# operations of the network it stands for (BitOps are counted analytically, docs/quantization.md)
+@pytest.mark.parametrize("name", [n for n in PRESETS if not get_space(n).quantized])
 def test_graph_count_equals_the_analytic_count_and_the_lookup_table(name, rng):
     """100 random architectures per preset: the graph walk of the real SubNet gives exactly the
     analytic ops (op by op: kind, shapes, kernel, every metric) and the lookup table's totals."""

@@ -33,8 +33,9 @@ def make_task(kind, small):
     """A fresh task, as a new process would build it (new blocks, new sampler). 'supernet-inherit'
     trains one path in epoch 0 and copies it into every candidate when epoch 1 starts, which after
     a resume happens to the loaded weights. 'supernet-pinas' also trains with Pi-NAS (two paths and
-    a mean teacher) after that."""
-    space = get_space("tiny")
+    a mean teacher) after that. 'supernet-quantized' trains the mixed-precision space (bit widths
+    drawn per position, fake-quantized paths) under a BitOps budget."""
+    space = get_space("tiny-q" if kind == "supernet-quantized" else "tiny")
     if kind == "subnet":
         net = SubNet(Architecture(space, [1] * 20, [6] * 20))
         initialize(net, [mx.cpu()], seed=5)
@@ -46,7 +47,7 @@ def make_task(kind, small):
     # block search in epoch 0, the first warm-up stage (scales 1.8-2.0) in epoch 1; the strolling
     # sampler's archive and cycle carry over the resume
     plan = channel_schedule(space, SETTINGS.num_epochs, epoch_start_cs=1, warm_up=True)
-    limits = Limits(CostModel(space), {"macs": (0.7e6, 1.0e6)})
+    limits = Limits(CostModel(space), {"macs": (0.7e6, 1.0e6)} if space.name == "tiny" else {"bitops": (None, 40e6)})
     learned = kind == "supernet-learned"          # its distribution turns joint in epoch 1
     sampler = (PathSampler(space, limits, learned=LearnedDistribution(space)) if learned
                else PathSampler(space, limits, "strolling"))
@@ -62,7 +63,8 @@ def params_of(net):
     return {name: p.data().asnumpy() for name, p in net._collect_params_with_prefix().items()}
 
 
-@pytest.mark.parametrize("kind", ["supernet", "supernet-inherit", "supernet-pinas", "supernet-learned", "subnet"])
+@pytest.mark.parametrize("kind", ["supernet", "supernet-inherit", "supernet-pinas", "supernet-learned",
+                                  "supernet-quantized", "subnet"])
 def test_two_epochs_straight_equal_one_plus_resume_plus_one(kind, small, tmp_path):
     sync = Workers("device")
     straight = make_task(kind, small)

@@ -14,15 +14,17 @@ ONESHOT_CHANNELS = [6, 5, 3, 5, 2, 6, 3, 4, 2, 5, 7, 5, 4, 6, 7, 4, 4, 5, 4, 3]
 
 def random_arch(space, rng):
     space = get_space(space)
-    return Architecture(space, rng.integers(0, space.num_blocks, space.num_positions).tolist(),
-                        rng.integers(0, space.num_scales, space.num_positions).tolist())
+    blocks = rng.integers(0, space.num_blocks, space.num_positions).tolist()
+    channels = rng.integers(0, space.num_scales, space.num_positions).tolist()
+    more = {g.name: rng.integers(0, g.size, space.num_positions).tolist() for g in space.gene_groups[2:]}
+    return Architecture(space, blocks, channels, **more)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_preset_topology(name):
     space = get_space(name)
     pos = space.positions
-    assert space.stage_repeats == ((1, 1, 1, 1) if name == "tiny4" else (4, 4, 8, 4))
+    assert space.stage_repeats == ((1, 1, 1, 1) if name.startswith("tiny4") else (4, 4, 8, 4))
     assert len(pos) == sum(space.stage_repeats)
     firsts = np.cumsum((0,) + space.stage_repeats[:-1]).tolist()    # the first block of a stage halves
     assert [p.stride for p in pos] == [2 if i in firsts else 1 for i in range(len(pos))]
@@ -173,3 +175,71 @@ def test_an_architecture_moves_to_a_space_with_another_number_of_classes():
         arch.on("oneshot")
     with pytest.raises(ArchitectureError, match="at least 2 classes"):
         get_space("tiny").with_classes(1)
+
+
+# ----- mixed-precision genes (docs/quantization.md) ---------------------------------------------------
+QUANTIZED = [name for name in PRESETS if get_space(name).quantized]
+
+
+def test_quantized_presets_are_the_tiny_spaces_with_bit_genes():
+    assert QUANTIZED == ["tiny-q", "tiny4-q"]
+    for name in QUANTIZED:
+        space = get_space(name)
+        assert space.bit_widths == (2, 3, 4, 8) and space.edge_bits == 8
+        assert space.derive(name[:-2], bit_widths=()) == get_space(name[:-2])
+        assert [g.name for g in space.gene_groups] == ["blocks", "channels", "wbits", "abits"]
+    # a float space's dict, files and cache key do not mention the optional fields
+    assert "bit_widths" not in get_space("tiny").to_dict() and "edge_bits" not in get_space("oneshot").to_dict()
+
+
+@pytest.mark.parametrize("name", QUANTIZED)
+def test_bit_genes_round_trip_through_the_codec_string_and_json(name, rng, tmp_path):
+    space = get_space(name)
+    n = space.num_positions
+    for _ in range(20):
+        arch = random_arch(space, rng)
+        genes = arch.genes
+        assert len(genes) == space.num_genes == 4 * n
+        assert space.decode(genes) == arch and space.decode(np.array(genes)) == arch
+        assert space.split(genes) == {"blocks": arch.blocks, "channels": arch.channels,
+                                      "wbits": arch.wbits, "abits": arch.abits}
+        assert Architecture.from_str(str(arch)) == arch
+        assert Architecture.from_dict(json.loads(json.dumps(arch.to_dict()))) == arch
+        assert "_W" in str(arch) and "_A" in str(arch)
+    record = arch.to_dict()
+    assert record["weight_bits"] == [space.bit_widths[i] for i in arch.wbits] == list(arch.weight_bits)
+    assert record["activation_bits"] == list(arch.activation_bits)
+    loaded = load_architecture(save_architecture(tmp_path / "q.json", arch))
+    assert loaded == arch and load_architecture(str(arch)) == arch
+    # the space's own bit genes are what a search may narrow, like any other group
+    choices = space.gene_choices(wbits=(3,), abits=[(2, 3)] * n)
+    assert choices[2 * n:3 * n] == [(3,)] * n and choices[3 * n:] == [(2, 3)] * n
+    uniform = arch.replace(wbits=(1,) * n, abits=(1,) * n)
+    assert uniform.weight_bits == uniform.activation_bits == (3,) * n and uniform.blocks == arch.blocks
+    assert Architecture.largest(space).weight_bits == (8,) * n
+
+
+def test_a_hand_written_quantized_string():
+    arch = Architecture.from_str("tiny4-q_B0-1-2-3_C9-8-7-6_W0-1-2-3_A3-2-1-0")
+    assert arch.weight_bits == (2, 3, 4, 8) and arch.activation_bits == (8, 4, 3, 2)
+    assert arch.block_names == ("SNB-3", "SNB-5", "SNB-7", "SXB-3")
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: Architecture("tiny4-q", [0] * 4, [0] * 4), "needs 4 weight bit-width ids"),
+    (lambda: Architecture("tiny4-q", [0] * 4, [0] * 4, [0] * 4, [4, 0, 0, 0]),
+     r"activation bit-width id 4 at position 0 is out of range: .* \(0=2, 1=3, 2=4, 3=8\)"),
+    (lambda: Architecture("tiny4", [0] * 4, [0] * 4, wbits=[0] * 4), "has no wbits genes"),
+    (lambda: Architecture.from_str("tiny4-q_B0-1-2-3_C9-8-7-6"), "has the parts B, C, W, A in this order"),
+    (lambda: Architecture.from_str("tiny4_B0-1-2-3_C9-8-7-6_W0-0-0-0_A0-0-0-0"), "has the parts B, C in this order"),
+    (lambda: Architecture.from_str("tiny4-q_B0-1-2-3_C9-8-7-6_A0-0-0-0_W0-0-0-0"), "in this order"),
+    (lambda: Architecture.from_str("tiny4-q_B0-1-2-3_C9-8-7-6_W0-0-0_A0-0-0-0"), "do not match the stages"),
+    (lambda: SearchSpace("x", bit_widths=(2, 5, 3)), "strictly increasing"),
+    (lambda: SearchSpace("x", bit_widths=(1, 8)), "integers from 2 to 16"),
+    (lambda: SearchSpace("x", bit_widths=(4, 8), edge_bits=20), "edge_bits must be"),
+    (lambda: SearchSpace("x", edge_bits=4), "give bit_widths too"),
+    (lambda: get_space("tiny4-q").gene_choices(wbits=(4,)), "not within 0..3"),
+])
+def test_bad_bit_genes_say_what_is_wrong(make, message):
+    with pytest.raises(ArchitectureError, match=message):
+        make()

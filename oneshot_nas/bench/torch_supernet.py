@@ -55,7 +55,7 @@ class Candidate(nn.Module):
         self.choice, self.position = choice, position
         self.proj = nn.ModuleList(ElasticUnit(s) for s in recipe.projection_branch(choice, position))
         self.main = nn.ModuleList(ElasticUnit(s) for s in recipe.main_branch(choice, position, max_mid))
-        self.se = (nn.ModuleList(ElasticUnit(s) for s in recipe.se_layers(position.main_out))
+        self.se = (nn.ModuleList(ElasticUnit(s) for s in recipe.se_layers(position.main_out, position.act))
                    if position.se else None)
 
     def forward(self, x, mid):

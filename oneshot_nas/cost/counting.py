@@ -8,10 +8,14 @@ Units (per image, at the space's input size), because the field's numbers disagr
   explicit bias, + 1 per input element of a global pool. `paper_params`: every trainable parameter
   (BN gamma and beta included).
 - `q_params`, `q_mults`: the part of params/mults in quantizable ops (conv, FC, ReLU).
+- `bitops`: of a mixed-precision network (a quantized space, docs/quantization.md), the sum over
+  its conv and FC layers of MACs (as counted above) x weight bits x input-activation bits, each
+  layer at its own widths (a float layer of such a network counts 32 x 32); 0 for a float network.
 The graph profiler (`profile.py`) applies the same rules to any MXNet symbol; tests prove that both
 agree exactly on our networks.
 """
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass, fields
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import recipe
-from ..space import conv_out_size, get_space
+from ..space import FLOAT_BITS, conv_out_size, get_space
 
 QUANTIZABLE = frozenset({"conv", "fc", "relu"})
 # MicroNet reference network (MobileNetV2 width 1.4 on ImageNet): 6.9M params, 1170M math ops.
@@ -41,10 +45,16 @@ class Op:
     adds: int
     macs: int
     paper_params: int
+    wbits: int = 0          # the bit widths a conv/FC computes at in a mixed-precision network
+    abits: int = 0          # (0: a float network, which has no BitOps)
 
     @property
     def quantizable(self):
         return self.kind in QUANTIZABLE
+
+    @property
+    def bitops(self):
+        return self.macs * self.wbits * self.abits if self.kind in ("conv", "fc") else 0
 
     @property
     def flops(self):
@@ -61,6 +71,7 @@ class Counts:
     paper_params: int = 0
     q_params: int = 0
     q_mults: int = 0
+    bitops: int = 0
 
     @property
     def flops(self):
@@ -77,11 +88,11 @@ class Counts:
 
     @classmethod
     def of(cls, ops):
-        total = [0] * 7
+        total = [0] * len(fields(cls))
         for op in ops:
             q = op.quantizable
             for i, v in enumerate((op.params, op.mults, op.adds, op.macs, op.paper_params,
-                                   op.params if q else 0, op.mults if q else 0)):
+                                   op.params if q else 0, op.mults if q else 0, op.bitops)):
                 total[i] += v
         return cls(*total)
 
@@ -90,9 +101,10 @@ COUNT_FIELDS = tuple(f.name for f in fields(Counts))
 
 
 # ----- the counting rules, one function per kind of op ------------------------------------------
-def conv_op(name, c_in, c_out, kernel, stride, groups, in_hw, bias=False, folded_bn=False):
+def conv_op(name, c_in, c_out, kernel, stride, groups, in_hw, bias=False, folded_bn=False, bits=(0, 0)):
     """Conv (dense, grouped, depthwise): per output k*k*C_in/g mults and one add fewer; a bias (its
-    own or a folded BN's) adds 1 add per output and C_out params."""
+    own or a folded BN's) adds 1 add per output and C_out params. `bits`: (weight, activation)
+    bit widths in a mixed-precision network."""
     h, w = in_hw
     outputs = c_out * conv_out_size(h, stride) * conv_out_size(w, stride)
     fan_in = kernel * kernel * c_in // groups
@@ -103,15 +115,23 @@ def conv_op(name, c_in, c_out, kernel, stride, groups, in_hw, bias=False, folded
               mults=outputs * fan_in,
               adds=outputs * (fan_in - 1) + (outputs if has_bias else 0),
               macs=outputs * fan_in + (outputs if bias else 0),
-              paper_params=weights + (c_out if bias else 0))
+              paper_params=weights + (c_out if bias else 0), wbits=bits[0], abits=bits[1])
 
 
-def fc_op(name, c_in, c_out, bias=True):
+def fc_op(name, c_in, c_out, bias=True, bits=(0, 0)):
     return Op(name, "fc", (c_in, 1, 1), 0, c_in, c_out,
               params=c_in * c_out + (c_out if bias else 0),
               mults=c_in * c_out, adds=(c_in - 1) * c_out + (c_out if bias else 0),
               macs=c_in * c_out + (c_out if bias else 0),
-              paper_params=c_in * c_out + (c_out if bias else 0))
+              paper_params=c_in * c_out + (c_out if bias else 0), wbits=bits[0], abits=bits[1])
+
+
+def bits_of(precision, space):
+    """(weight, activation) bits a layer of `precision` is counted at: (0, 0) in a float space, 32
+    for a float layer of a mixed-precision one."""
+    if precision is not None:
+        return precision.wbits, precision.abits
+    return (FLOAT_BITS, FLOAT_BITS) if space.quantized else (0, 0)
 
 
 def bn_op(name, channels, in_hw, folded):
@@ -150,10 +170,10 @@ def eltwise_op(name, kind, channels, in_hw):
 
 
 # ----- the analytic count of our networks -------------------------------------------------------
-def spec_ops(name, spec, in_hw):
+def spec_ops(name, spec, in_hw, bits=(0, 0)):
     """Ops of one ConvSpec (conv, optional BN folded into it, optional activation) at `in_hw`."""
     ops = [conv_op(f"{name}.conv", spec.c_in, spec.c_out, spec.kernel, spec.stride, spec.groups,
-                   in_hw, bias=spec.bias, folded_bn=spec.bn)]
+                   in_hw, bias=spec.bias, folded_bn=spec.bn, bits=bits)]
     out_hw = tuple(conv_out_size(s, spec.stride) for s in in_hw)
     if spec.bn:
         ops.append(bn_op(f"{name}.bn", spec.c_out, out_hw, folded=True))
@@ -162,48 +182,52 @@ def spec_ops(name, spec, in_hw):
     return ops, out_hw
 
 
-def _chain(name, specs, in_hw):
+def _chain(name, specs, in_hw, bits=(0, 0)):
     ops = []
     for i, spec in enumerate(specs):
-        more, in_hw = spec_ops(f"{name}.{i}", spec, in_hw)
+        more, in_hw = spec_ops(f"{name}.{i}", spec, in_hw, bits)
         ops += more
     return ops, in_hw
 
 
-def block_ops(space, position, block_id, channel_id):
-    """Ops of one candidate at one position and width (channel shuffle, split, concat are free)."""
+def block_ops(space, position, block_id, channel_id, wbits=0, abits=0):
+    """Ops of one candidate at one position and width, and in a quantized space at the bit-width
+    ids `wbits`, `abits` (channel shuffle, split, concat are free)."""
     p, choice = space.positions[position], space.block_choices[block_id]
     name, hw = f"p{position}", (p.in_size, p.in_size)
-    ops, _ = _chain(f"{name}.proj", recipe.projection_branch(choice, p), hw)
-    main, out_hw = _chain(f"{name}.main", recipe.main_branch(choice, p, space.mid(position, channel_id)), hw)
+    bits = bits_of(recipe.block_precision(space, wbits, abits), space)
+    ops, _ = _chain(f"{name}.proj", recipe.projection_branch(choice, p), hw, bits)
+    main, out_hw = _chain(f"{name}.main", recipe.main_branch(choice, p, space.mid(position, channel_id)), hw, bits)
     ops += main
     if p.se:
         ops.append(pool_op(f"{name}.se.pool", p.main_out, out_hw))
-        se, _ = _chain(f"{name}.se", recipe.se_layers(p.main_out), (1, 1))
+        se, _ = _chain(f"{name}.se", recipe.se_layers(p.main_out, p.act), (1, 1), bits)
         ops += se
         ops.append(eltwise_op(f"{name}.se.scale", "mul", p.main_out, out_hw))
     return ops
 
 
 def stem_ops(space):
-    return spec_ops("stem", recipe.stem(space), (space.input_size,) * 2)[0]
+    return spec_ops("stem", recipe.stem(space), (space.input_size,) * 2,
+                    bits_of(recipe.edge_precision(space), space))[0]
 
 
 def head_ops(space):
     size, c = (space.final_size,) * 2, space.stage_channels[-1]
-    spec = recipe.head_conv(space)
+    spec, bits = recipe.head_conv(space), bits_of(recipe.edge_precision(space), space)
     if space.last_block == "mobilenetv3":
-        ops = [pool_op("head.pool", c, size)] + spec_ops("head", spec, (1, 1))[0]
+        ops = [pool_op("head.pool", c, size)] + spec_ops("head", spec, (1, 1), bits)[0]
     else:
-        ops = spec_ops("head", spec, size)[0] + [pool_op("head.pool", spec.c_out, size)]
-    return ops + [fc_op("head.fc", space.last_conv, space.num_classes)]
+        ops = spec_ops("head", spec, size, bits)[0] + [pool_op("head.pool", spec.c_out, size)]
+    return ops + [fc_op("head.fc", space.last_conv, space.num_classes, bits=bits)]
 
 
 def count_ops(arch):
     """Every op of `arch`, in network order."""
     space, ops = arch.space, stem_ops(arch.space)
-    for p, (b, c) in enumerate(zip(arch.blocks, arch.channels)):
-        ops += block_ops(space, p, b, c)
+    ids = list(arch.gene_ids().values())
+    for p, genes in enumerate(zip(*ids)):
+        ops += block_ops(space, p, *genes)
     return ops + head_ops(space)
 
 
@@ -220,16 +244,21 @@ def cache_dir():
 
 
 class LookupTable:
-    """Counts per (position, block, channel) plus the fixed stem and head; `count(arch)` sums them.
+    """Counts per position and value of its genes (block, channel, and the bit ids of a quantized
+    space) plus the fixed stem and head; `count(arch)` sums them.
 
-    `table[p, b * num_scales + c]` holds the COUNT_FIELDS of that candidate, so one fancy index and
-    one sum give every metric of an architecture.
+    `table[p, k]` holds the COUNT_FIELDS of position p with the genes whose flat index (C order over
+    the space's gene groups: b * num_scales + c for a float space) is k, so one fancy index and one
+    sum give every metric of an architecture.
     """
 
     def __init__(self, space, table, fixed):
         self.space = space
-        self.table = np.asarray(table, dtype=np.int64)     # (positions, blocks * scales, fields)
+        self.sizes = tuple(g.size for g in space.gene_groups)
+        self.table = np.asarray(table, dtype=np.int64)     # (positions, prod(sizes), fields)
         self.fixed = np.asarray(fixed, dtype=np.int64)     # (fields,)
+        if self.table.shape != (space.num_positions, int(np.prod(self.sizes)), len(COUNT_FIELDS)):
+            raise ValueError(f"a table of shape {self.table.shape} is not one of space {space.name!r}")
         self._rows = np.arange(space.num_positions)
         self._tuples = [[tuple(int(v) for v in row) for row in position] for position in self.table]
         self._fixed = tuple(int(v) for v in self.fixed)
@@ -237,8 +266,8 @@ class LookupTable:
     @classmethod
     def build(cls, space):
         space = get_space(space)
-        table = [[Counts.of(block_ops(space, p, b, c)).as_tuple()
-                  for b in range(space.num_blocks) for c in range(space.num_scales)]
+        cells = list(itertools.product(*(range(g.size) for g in space.gene_groups)))
+        table = [[Counts.of(block_ops(space, p, *genes)).as_tuple() for genes in cells]
                  for p in range(space.num_positions)]
         fixed = (Counts.of(stem_ops(space)) + Counts.of(head_ops(space))).as_tuple()
         return cls(space, table, fixed)
@@ -253,7 +282,7 @@ class LookupTable:
                 data = np.load(path)
                 return cls(space, data["table"], data["fixed"])
             except (OSError, ValueError, KeyError):
-                pass  # a damaged cache entry is rebuilt below
+                pass  # a damaged (or older, with other fields) cache entry is rebuilt below
         table = cls.build(space)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + f".{os.getpid()}.tmp.npz")
@@ -264,13 +293,22 @@ class LookupTable:
     def count(self, arch):
         """Counts of `arch`: 20 table rows summed field by field (plain Python: for one architecture
         at a time that is faster than NumPy's per-call overhead)."""
-        scales = self.space.num_scales
-        picked = [row[b * scales + c] for row, b, c in zip(self._tuples, arch.blocks, arch.channels)]
+        picked = [row[k] for row, k in zip(self._tuples, self._flat(arch.gene_ids().values()))]
         return Counts(*(sum(column) + f for column, f in zip(zip(*picked), self._fixed)))
 
-    def count_many(self, blocks, channels):
-        """Counts of many architectures at once: `blocks`, `channels` are (N, positions) id arrays."""
-        idx = np.asarray(blocks) * self.space.num_scales + np.asarray(channels)
+    def _flat(self, ids):
+        """The flat cell index of each position, from one id sequence (or array) per gene group."""
+        flat = 0
+        for group_ids, size in zip(ids, self.sizes):
+            flat = flat * size + np.asarray(group_ids)
+        return flat
+
+    def count_many(self, blocks, channels, *more):
+        """Counts of many architectures at once: `blocks`, `channels` (and the further gene groups
+        of the space, in order) are (N, positions) id arrays."""
+        if len(more) != len(self.sizes) - 2:
+            raise ValueError(f"space {self.space.name!r} has {len(self.sizes)} gene groups; give ids for each")
+        idx = self._flat((blocks, channels) + more)
         return self.table[self._rows, idx].sum(axis=1) + self.fixed   # (N, fields)
 
     def field(self, name):

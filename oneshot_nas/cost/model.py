@@ -1,8 +1,9 @@
 """What an architecture costs: one record of named metrics, the same for training, search and profiling.
 
 Every metric is linear in the op counts of `counting.py` (or, for latency, a sum of measured parts),
-and each of those is a sum over positions of one value per (position, block, channel) plus a fixed
-stem + head part. So one (positions, blocks, scales, metrics) array gives every metric of an
+and each of those is a sum over positions of one value per position and value of its genes (block,
+channel, and a quantized space's weight and activation bit ids) plus a fixed stem + head part. So
+one (positions, blocks, scales[, wbits, abits], metrics) array gives every metric of an
 architecture in microseconds, and the exact smallest and largest value over any allowed genes is a
 per-position min/max (no sampling needed to tell that a budget is out of reach).
 
@@ -12,7 +13,9 @@ The metrics (a new cost is one registered function here; budgets, records and fl
 - `micronet_params`, `micronet_flops`: the MicroNet challenge's parameters (BN folded) and
   mults + adds;
 - `micronet_score`: params/P_ref + (mults + adds)/F_ref against a baseline network, at `bits`;
-- `latency_ms`: predicted by a latency table (stem + head + one entry per block), when given.
+- `latency_ms`: predicted by a latency table (stem + head + one entry per block), when given;
+- `bitops`: of a quantized space only, MACs x weight bits x activation bits summed over the conv
+  and FC layers, each at its own widths (counting.py).
 No MXNet here.
 """
 from dataclasses import dataclass
@@ -82,7 +85,15 @@ def _latency(c, costs, part):
     if costs.latency is None:
         return None
     table = costs.latency
-    return table.blocks_ms if part == "blocks" else table.stem_ms + table.head_ms
+    if part == "blocks":    # per (position, block, scale): the same for every value of further genes
+        return table.blocks_ms.reshape(table.blocks_ms.shape + (1,) * (np.ndim(c["macs"]) - 3))
+    return table.stem_ms + table.head_ms
+
+
+@metric("bitops", "count", "BitOps per image: MACs x weight bits x activation bits of each layer "
+                           "(a quantized space only)")
+def _bitops(c, costs, part):
+    return c["bitops"] if costs.quantized else None
 
 
 def micronet_reference(name):
@@ -114,11 +125,12 @@ class CostModel:
     def __init__(self, space, latency=None, reference="mobilenetv2-1.4", bits=32, table=None):
         table = table or LookupTable.load(space)
         self.space, self.latency, self.bits = space, latency, bits
+        self.quantized = space.quantized
         self.reference = micronet_reference(reference)
         if latency is not None and latency.space != space:
             raise UserError(f"the latency table was measured for space {latency.space.name!r}, "
                             f"not {space.name!r}")
-        shape = (space.num_positions, space.num_blocks, space.num_scales)
+        shape = (space.num_positions,) + tuple(g.size for g in space.gene_groups)
         entries = {k: table.table[:, :, table.field(k)].reshape(shape).astype(float)
                    for k in Counts.__dataclass_fields__}
         fixed = {k: float(table.fixed[table.field(k)]) for k in entries}
@@ -130,25 +142,30 @@ class CostModel:
                 columns.append(np.broadcast_to(column, shape))
                 constants.append(m.fn(fixed, self, "fixed"))
         self.metrics = tuple(self.metrics)
-        self.array = np.stack(columns, axis=-1)            # (P, B, S, M)
+        self.array = np.stack(columns, axis=-1)            # (P, B, S[, W, A], M)
         self.fixed = np.asarray(constants, dtype=float)
         self._rows = np.arange(space.num_positions)
 
     def index(self, metric):
         if metric not in self.metrics:
-            hint = " (it needs a latency table)" if metric == "latency_ms" else ""
+            hint = {"latency_ms": " (it needs a latency table)",
+                    "bitops": f" (space {self.space.name!r} has no bit-width genes: use a quantized space, "
+                              "e.g. tiny4-q or tiny-q, or a space with bit_widths)"}.get(metric, "")
             raise UserError(f"unknown cost {metric!r}{hint}; the costs are {', '.join(self.metrics)}")
         return self.metrics.index(metric)
 
+    def _cells(self, genes):
+        """The array's cells of each position for `genes` (one candidate, or an (N, genes) array)."""
+        ids = self.space.split(np.asarray(genes))
+        return self.array[(self._rows,) + tuple(ids.values())]
+
     def values(self, genes):
         """Every metric of one candidate (genes, see SearchSpace.encode) as a float array."""
-        ids = self.space.split(np.asarray(genes))
-        return self.array[self._rows, ids["blocks"], ids["channels"]].sum(axis=0) + self.fixed
+        return self._cells(genes).sum(axis=0) + self.fixed
 
     def values_many(self, genes):
         """(N, metrics) for an (N, genes) array of candidates."""
-        ids = self.space.split(np.asarray(genes))
-        return self.array[self._rows, ids["blocks"], ids["channels"]].sum(axis=1) + self.fixed
+        return self._cells(genes).sum(axis=1) + self.fixed
 
     def measure(self, candidate):
         """{metric: value} of an Architecture or a gene tuple: the one cost record."""
@@ -161,8 +178,8 @@ class CostModel:
         m = self.index(metric)
         allowed = self.space.allowed_ids(choices or self.space.gene_choices())
         lo = hi = self.fixed[m]
-        for p, (blocks, channels) in enumerate(zip(allowed["blocks"], allowed["channels"])):
-            cell = self.array[p][np.ix_(blocks, channels)][..., m]
+        for p, ids in enumerate(zip(*allowed.values())):
+            cell = self.array[p][np.ix_(*ids)][..., m]
             lo, hi = lo + cell.min(), hi + cell.max()
         return float(lo), float(hi)
 
@@ -170,7 +187,8 @@ class CostModel:
 def costs_of_counts(counts, reference="mobilenetv2-1.4", bits=32):
     """The cost record of any network's totals (a counting.Counts, e.g. from the graph profiler):
     the same metrics and names as CostModel.measure, without latency."""
-    context = SimpleNamespace(reference=micronet_reference(reference), bits=bits, latency=None)
+    context = SimpleNamespace(reference=micronet_reference(reference), bits=bits, latency=None,
+                              quantized=counts.bitops > 0)
     fields = {k: getattr(counts, k) for k in Counts.__dataclass_fields__}
     out = {}
     for m in METRICS.values():

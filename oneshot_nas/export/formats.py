@@ -210,9 +210,10 @@ def export(net, *, name, out_dir, targets, merge_bn=False, dataset=None, calib_b
     `net` is hybridized on the way (the symbol is its cached graph). The symbol is checked whenever
     ONNX or int8 is made from it, and written to `out_dir` only when 'symbol' is a target.
     """
+    arch, space = net.arch, net.arch.space
+    int8_net = check_quantized(net, targets, merge_bn)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    arch, space = net.arch, net.arch.space
     x, described = check_inputs(space, dataset, seed=seed)
     expected = net(x).asnumpy()
     export_name = f"{name}-mergedbn" if merge_bn else name
@@ -238,6 +239,8 @@ def export(net, *, name, out_dir, targets, merge_bn=False, dataset=None, calib_b
                 done("onnx", export_onnx(*files, out_dir / f"{export_name}.onnx", x, expected))
             if "int8" in targets:
                 dataset = dataset or data.resolve_dataset(num_classes=space.num_classes)
+                if int8_net is not None:      # an all-8-bit network: oneDNN's int8 model of its float twin
+                    files, _ = export_symbol(int8_net, Path(tmp) / f"{export_name}-float", x, int8_net(x).asnumpy())
                 done("int8", export_int8(*files, out_dir / f"{export_name}-int8", dataset,
                                          space.input_size, calib_batches, batch_size, calib_mode,
                                          val_images, latency_repeats))
@@ -250,6 +253,34 @@ def export(net, *, name, out_dir, targets, merge_bn=False, dataset=None, calib_b
     path.with_suffix(".md").write_text(markdown(summary))
     summary["files"] += [str(path), str(path.with_suffix(".md"))]
     return summary
+
+
+def check_quantized(net, targets, merge_bn):
+    """For a fake-quantized SubNet (a quantized space): refuse what cannot carry its bit widths,
+    and for int8 return its float twin (same weights, no fake quantization), which oneDNN
+    quantizes to int8 exactly when every width is 8; None for a float network."""
+    arch = net.arch
+    if not arch.space.quantized:
+        return None
+    others = sorted(({"onnx", "pytorch"} & set(targets)) | ({"merge-bn"} if merge_bn else set()))
+    if others:
+        raise UserError(f"{arch} is fake-quantized: {', '.join(others)} cannot carry its bit widths; "
+                        "export it with --to symbol (and int8 when every width is 8)")
+    if "int8" not in targets:
+        return None
+    widths = set(arch.weight_bits) | set(arch.activation_bits) | {arch.space.edge_bits}
+    if widths != {8}:
+        raise UserError(f"int8 export needs every bit width at 8, but {arch} uses {sorted(widths)} bits; "
+                        "export it with --to symbol (the fake-quantized network) or retrain it at 8 bits")
+    from ..nn.subnet import SubNet
+    from ..space import Architecture
+    space = arch.space.derive(f"{arch.space.name}-float", bit_widths=(), edge_bits=8)
+    twin = SubNet(Architecture(space, arch.blocks, arch.channels))
+    twin.initialize(mx.init.Zero(), ctx=net.collect_params().list_ctx())
+    weights = net._collect_params_with_prefix()
+    for name, p in twin._collect_params_with_prefix().items():
+        p.set_data(weights[name].data())
+    return twin
 
 
 def _merge_earlier(path, summary):

@@ -76,7 +76,7 @@ class ChoiceBlock(nn.Module):
         spec = recipe.fold_bn if fold_bn else (lambda s: s)
         self.proj = nn.Sequential(*(ConvUnit(spec(s)) for s in recipe.projection_branch(choice, position)))
         self.main = nn.Sequential(*(ConvUnit(spec(s)) for s in recipe.main_branch(choice, position, mid)))
-        self.se = SqueezeExcite(recipe.se_layers(position.main_out)) if position.se else None
+        self.se = SqueezeExcite(recipe.se_layers(position.main_out, position.act)) if position.se else None
 
     def forward(self, x):
         if self.stride == 1:

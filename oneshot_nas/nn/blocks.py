@@ -10,15 +10,18 @@ from types import SimpleNamespace
 from mxnet.gluon import HybridBlock, nn
 
 from .. import recipe
-from .layers import ConvUnit, SqueezeExcite, channel_shuffle, concat_channels
+from .layers import ConvUnit, QuantDense, SqueezeExcite, channel_shuffle, concat_channels
 
 
-def conv_unit(spec, momentum=0.9, fold_bn=False, active=None):
-    """A ConvUnit for `spec` (computing at the widths of `active`, a narrower spec); with
-    `fold_bn`, its BN-free twin (see recipe.fold_bn)."""
+def conv_unit(spec, momentum=0.9, fold_bn=False, active=None, precision=None):
+    """A ConvUnit for `spec` (computing at the widths of `active`, a narrower spec, and
+    fake-quantized at `precision` if given); with `fold_bn`, its BN-free twin (see recipe.fold_bn)."""
     if fold_bn:
+        if precision is not None:
+            raise ValueError("a fake-quantized network has no merged-BN twin: its weights are "
+                             "quantized before BatchNorm, not after it")
         return ConvUnit(recipe.fold_bn(spec), momentum, active and recipe.fold_bn(active))
-    return ConvUnit(spec, momentum, active)
+    return ConvUnit(spec, momentum, active, precision)
 
 
 class ChoiceBlock(HybridBlock):
@@ -28,44 +31,49 @@ class ChoiceBlock(HybridBlock):
     Stride 1 (C_in == C_out == C): shuffle channels, pass the first C/2 through, run the main branch
     on the other C/2, concatenate. Stride 2: a projection branch and the main branch both see the whole
     input; output = concat(projection, main). `fold_bn` builds it without BatchNorm (merged-BN export).
+    With `precision` (recipe.Precision) every conv of the block computes fake-quantized at it.
     """
 
-    def __init__(self, choice, position, mid, momentum=0.9, fold_bn=False, max_mid=None, **kwargs):
+    def __init__(self, choice, position, mid, momentum=0.9, fold_bn=False, max_mid=None, precision=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.choice, self.position = choice, position
         self.mid, self.max_mid = mid, max_mid or mid
-        self.momentum, self.fold_bn = momentum, fold_bn
+        self.momentum, self.fold_bn, self.precision = momentum, fold_bn, precision
         self._views = SimpleNamespace(by_mid={})    # (not a dict attribute: Gluon would warn)
         with self.name_scope():
             self.proj = nn.HybridSequential(prefix="proj_")
             with self.proj.name_scope():
                 for spec in recipe.projection_branch(choice, position):
-                    self.proj.add(conv_unit(spec, momentum, fold_bn))
+                    self.proj.add(conv_unit(spec, momentum, fold_bn, precision=precision))
             self.main = nn.HybridSequential(prefix="main_")
             with self.main.name_scope():
                 for spec, active in zip(recipe.main_branch(choice, position, self.max_mid),
                                         recipe.main_branch(choice, position, mid)):
-                    self.main.add(conv_unit(spec, momentum, fold_bn, active))
-            self.se = (SqueezeExcite(recipe.se_layers(position.main_out), prefix="se_")
+                    self.main.add(conv_unit(spec, momentum, fold_bn, active, precision))
+            self.se = (SqueezeExcite(recipe.se_layers(position.main_out, position.act), precision, prefix="se_")
                        if position.se else None)
 
-    def width_view(self, mid, **hybridize):
-        """A block computing at width `mid` on this block's own parameters (made once per width,
-        hybridized with `hybridize` if given); this block itself at its own width."""
-        if mid == self.mid:
+    def width_view(self, mid, precision=None, **hybridize):
+        """A block computing at width `mid` (and at `precision`, for a quantized block) on this
+        block's own parameters (made once per width and precision, hybridized with `hybridize` if
+        given); this block itself at its own width and precision."""
+        precision = precision or self.precision
+        if mid == self.mid and precision == self.precision:
             return self
-        if mid not in self._views.by_mid:
+        key = (mid, precision)
+        if key not in self._views.by_mid:
             shared = self.collect_params()
             view = ChoiceBlock(self.choice, self.position, mid, self.momentum, self.fold_bn, self.max_mid,
-                               prefix=self.prefix, params=shared)
+                               precision, prefix=self.prefix, params=shared)
             own = [p for name, p in view.collect_params().items() if name not in shared]
             contexts = next(iter(shared.values())).list_ctx()
             for param in own:       # the narrowed BatchNorms' own running statistics (never saved)
                 param.initialize(ctx=contexts)
             if hybridize:
                 view.hybridize(**hybridize)
-            self._views.by_mid[mid] = view      # (not a child: the shared parameters count once)
-        return self._views.by_mid[mid]
+            self._views.by_mid[key] = view      # (not a child: the shared parameters count once)
+        return self._views.by_mid[key]
 
     def hybrid_forward(self, F, x):
         if self.position.stride == 1:
@@ -80,12 +88,12 @@ class ChoiceBlock(HybridBlock):
 
 
 class Stem(HybridBlock):
-    """3x3 stride-2 conv, BN, activation."""
+    """3x3 stride-2 conv, BN, activation (at the space's edge precision)."""
 
     def __init__(self, space, momentum=0.9, fold_bn=False, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
-            self.conv = conv_unit(recipe.stem(space), momentum, fold_bn)
+            self.conv = conv_unit(recipe.stem(space), momentum, fold_bn, precision=recipe.edge_precision(space))
 
     def hybrid_forward(self, F, x):
         return self.conv(x)
@@ -98,9 +106,14 @@ class Head(HybridBlock):
         super().__init__(**kwargs)
         self.pool_first = space.last_block == "mobilenetv3"
         self.dropout = space.dropout
+        precision = recipe.edge_precision(space)
         with self.name_scope():
-            self.conv = conv_unit(recipe.head_conv(space), momentum, fold_bn)
-            self.classifier = nn.Dense(space.num_classes, in_units=space.last_conv)
+            self.conv = conv_unit(recipe.head_conv(space), momentum, fold_bn, precision=precision)
+            if precision is None:
+                self.classifier = nn.Dense(space.num_classes, in_units=space.last_conv)
+            else:
+                self.classifier = QuantDense(space.num_classes, space.last_conv, precision, space.head_act,
+                                             prefix="dense0_")
 
     def hybrid_forward(self, F, x):
         if self.pool_first:

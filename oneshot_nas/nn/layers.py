@@ -8,6 +8,8 @@ layer's graph and it hybridizes; a supernet runs one instance per width over the
 """
 from mxnet.gluon import HybridBlock
 
+from .quant import ActRanges, quantize_act, quantize_weight
+
 HARD_SIGMOID = dict(alpha=1.0 / 6, beta=0.5)  # hard-sigmoid(x) = relu6(x + 3) / 6
 
 
@@ -47,11 +49,15 @@ class ElasticConv2D(HybridBlock):
     channels: `active` = (c_in, c_out) <= (spec.c_in, spec.c_out), fixed for this block, so the
     slicing is part of its graph and it hybridizes. Weights are cut with slice_axis (a copy:
     oneDNN keeps weights in its own layout and refuses views of them); the gradient of the cut
-    lands in the leading channels and is exactly zero beyond them."""
+    lands in the leading channels and is exactly zero beyond them.
 
-    def __init__(self, spec, active=None, **kwargs):
+    With a `precision` (recipe.Precision) it computes fake-quantized (nn/quant.py): its input at
+    `abits` over a learned range (it owns one per width of `precision.widths`), its (sliced)
+    weights at `wbits`."""
+
+    def __init__(self, spec, active=None, precision=None, **kwargs):
         super().__init__(**kwargs)
-        self.spec = spec
+        self.spec, self.precision = spec, precision
         self.active_in, self.active_out = active or (spec.c_in, spec.c_out)
         if spec.depthwise and self.active_in != self.active_out:
             raise ValueError(f"a depthwise conv keeps its width, got {active}")
@@ -62,14 +68,20 @@ class ElasticConv2D(HybridBlock):
             self.weight = self.params.get("weight", shape=(spec.c_out, in_per_group, spec.kernel, spec.kernel))
             self.bias = (self.params.get("bias", shape=(spec.c_out,), init="zeros")
                          if spec.bias else None)
+            self.act_range = (self.params.get("act_range", shape=(len(precision.widths),),
+                                              init=ActRanges(precision.widths))
+                              if precision is not None else None)
 
-    def hybrid_forward(self, F, x, weight, bias=None):
+    def hybrid_forward(self, F, x, weight, bias=None, act_range=None):
         spec, c_in, c_out = self.spec, self.active_in, self.active_out
         if c_out != spec.c_out:
             weight = F.slice_axis(weight, axis=0, begin=0, end=c_out)
             bias = None if bias is None else F.slice_axis(bias, axis=0, begin=0, end=c_out)
         if c_in != spec.c_in and not spec.depthwise:
             weight = F.slice_axis(weight, axis=1, begin=0, end=c_in)
+        if self.precision is not None:
+            x = quantize_act(F, x, act_range, self.precision, spec.in_act)
+            weight = quantize_weight(F, weight, self.precision.wbits)
         conv = dict(kernel=(spec.kernel,) * 2, stride=(spec.stride,) * 2, pad=(spec.kernel // 2,) * 2,
                     num_filter=c_out, num_group=c_out if spec.depthwise else 1)
         if bias is None:
@@ -112,14 +124,15 @@ class ElasticBatchNorm(HybridBlock):
 
 class ConvUnit(HybridBlock):
     """Conv -> [BN] -> [activation], from a ConvSpec (the parameters' widths); with `active`, the
-    spec of the widths it computes at (a narrower ConvSpec of the same layer)."""
+    spec of the widths it computes at (a narrower ConvSpec of the same layer); with `precision`,
+    fake-quantized."""
 
-    def __init__(self, spec, momentum=0.9, active=None, **kwargs):
+    def __init__(self, spec, momentum=0.9, active=None, precision=None, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
         active = active or spec
         with self.name_scope():
-            self.conv = ElasticConv2D(spec, (active.c_in, active.c_out))
+            self.conv = ElasticConv2D(spec, (active.c_in, active.c_out), precision)
             self.bn = ElasticBatchNorm(spec.c_out, momentum, active=active.c_out) if spec.bn else None
 
     def hybrid_forward(self, F, x):
@@ -132,12 +145,31 @@ class ConvUnit(HybridBlock):
 class SqueezeExcite(HybridBlock):
     """Global pool, 1x1 C->r (+bias), ReLU, 1x1 r->C (+bias), hard-sigmoid, channel-wise scale."""
 
-    def __init__(self, specs, **kwargs):
+    def __init__(self, specs, precision=None, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
-            self.reduce = ConvUnit(specs[0])
-            self.expand = ConvUnit(specs[1])
+            self.reduce = ConvUnit(specs[0], precision=precision)
+            self.expand = ConvUnit(specs[1], precision=precision)
 
     def hybrid_forward(self, F, x):
         w = F.Pooling(x, kernel=(1, 1), global_pool=True, pool_type="avg")
         return F.broadcast_mul(x, self.expand(self.reduce(w)))
+
+
+class QuantDense(HybridBlock):
+    """A classifier (weight (units, in_units) and bias, as nn.Dense) fake-quantized at `precision`;
+    its input is the output of activation `in_act`."""
+
+    def __init__(self, units, in_units, precision, in_act, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.precision, self.in_act = units, precision, in_act
+        with self.name_scope():
+            self.weight = self.params.get("weight", shape=(units, in_units))
+            self.bias = self.params.get("bias", shape=(units,), init="zeros")
+            self.act_range = self.params.get("act_range", shape=(len(precision.widths),),
+                                             init=ActRanges(precision.widths))
+
+    def hybrid_forward(self, F, x, weight, bias, act_range):
+        x = quantize_act(F, x, act_range, self.precision, self.in_act, ndim=2)
+        weight = quantize_weight(F, weight, self.precision.wbits)
+        return F.FullyConnected(x, weight, bias, num_hidden=self.units)

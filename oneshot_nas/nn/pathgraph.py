@@ -20,6 +20,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
+from .. import recipe
 from ..errors import UserError
 from .blocks import ChoiceBlock, Head, Stem
 from .subnet import SubNet
@@ -84,9 +85,9 @@ class PathPieces:
         arch, sources = self.sources(arch)
         net, space = self.net, arch.space
         pieces = [self._get("stem", lambda: Stem(space, prefix="stem_"), net.stem)]
-        for p, (b, mid, source) in enumerate(zip(arch.blocks, arch.mids, sources)):
-            pieces.append(self._get((p, b, mid), lambda: ChoiceBlock(
-                space.block_choices[b], space.positions[p], mid, prefix=f"p{p}b{b}m{mid}_"), source))
+        for p, (b, mid, q, source) in enumerate(zip(arch.blocks, arch.mids, recipe.path_precisions(arch), sources)):
+            pieces.append(self._get((p, b, mid, q), lambda: ChoiceBlock(
+                space.block_choices[b], space.positions[p], mid, precision=q, prefix=f"p{p}b{b}m{mid}_"), source))
         pieces.append(self._get("head", lambda: Head(space, prefix="head_"), net.head))
         return pieces
 

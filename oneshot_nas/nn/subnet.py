@@ -2,6 +2,7 @@
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
+from .. import recipe
 from .blocks import ChoiceBlock, Head, Stem
 
 
@@ -9,7 +10,8 @@ class SubNet(HybridBlock):
     """A plain hybridizable network: stem, one ChoiceBlock per position at its own width, head.
 
     With `fold_bn` it has no BatchNorm: each conv that had one carries a bias instead (merge_bn.py
-    fills it with the folded statistics).
+    fills it with the folded statistics). An architecture of a quantized space computes
+    fake-quantized at its bit widths (quantization-aware training when it trains).
     """
 
     def __init__(self, arch, momentum=0.9, fold_bn=False, **kwargs):
@@ -20,9 +22,10 @@ class SubNet(HybridBlock):
             self.stem = Stem(space, momentum, fold_bn, prefix="stem_")
             self.features = nn.HybridSequential(prefix="features_")
             with self.features.name_scope():
-                for p, b, mid in zip(space.positions, arch.blocks, arch.mids):
+                for p, b, mid, precision in zip(space.positions, arch.blocks, arch.mids,
+                                                recipe.path_precisions(arch)):
                     self.features.add(ChoiceBlock(space.block_choices[b], p, mid, momentum,
-                                                  fold_bn, prefix=f"p{p.index}_"))
+                                                  fold_bn, precision=precision, prefix=f"p{p.index}_"))
             self.head = Head(space, momentum, fold_bn, prefix="head_")
 
     def hybrid_forward(self, F, x):

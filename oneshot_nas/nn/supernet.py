@@ -10,6 +10,7 @@ costs one graph call per position instead of a Python dispatch per operator.
 from mxnet import gluon
 
 from .blocks import ChoiceBlock, Head, Stem
+from .. import recipe
 from ..errors import ArchitectureError
 from ..space import Architecture, get_space
 
@@ -21,12 +22,14 @@ class SuperNet(gluon.Block):
         super().__init__(**kwargs)
         self.space = space = get_space(space)
         self.candidates = []                   # candidates[position][block id]
+        widest = recipe.block_precision(space, -1, -1)      # (a quantized space's) at the most bits
         with self.name_scope():
             self.stem = Stem(space, momentum, prefix="stem_")
             for p in space.positions:
                 row = []
                 for b, choice in enumerate(space.block_choices):
-                    block = ChoiceBlock(choice, p, space.max_mid(p.index), momentum, prefix=f"p{p.index}b{b}_")
+                    block = ChoiceBlock(choice, p, space.max_mid(p.index), momentum, precision=widest,
+                                        prefix=f"p{p.index}b{b}_")
                     self.register_child(block, name=f"p{p.index}b{b}")
                     row.append(block)
                 self.candidates.append(row)
@@ -43,10 +46,10 @@ class SuperNet(gluon.Block):
         return [row[b] for row, b in zip(self.candidates, arch.blocks)]
 
     def path_blocks(self, arch):
-        """The blocks `arch` runs, one per position, each at the path's width."""
+        """The blocks `arch` runs, one per position, each at the path's width (and bit widths)."""
         arch = arch or self.default_arch
-        return [block.width_view(mid, **(self._hybridize or {}))
-                for block, mid in zip(self.path_candidates(arch), arch.mids)]
+        return [block.width_view(mid, precision, **(self._hybridize or {}))
+                for block, mid, precision in zip(self.path_candidates(arch), arch.mids, recipe.path_precisions(arch))]
 
     def forward(self, x, arch=None):
         x = self.stem(x)

@@ -13,7 +13,8 @@ from .stages import hold
 
 
 class UniformSampler:
-    """Uniform over block ids and an allowed set of channel ids (all by default).
+    """Uniform over block ids and an allowed set of channel ids (all by default), and over the
+    space's further gene groups (a quantized space's bit widths).
 
     `channel_ids` narrows the channel genes: `(space.num_scales - 1,)` is block-only training at full
     width; the channel warm-up widens it epoch by epoch. `block_ids` (a tuple per position) narrows
@@ -43,7 +44,10 @@ class UniformSampler:
         channels = ids[rng.integers(len(ids), size=n)]
         for p, (b, c) in self.fixed.items():       # drawn, then held: the other positions' draws stay the same
             blocks[p], channels[p] = b, c
-        return Architecture(self.space, blocks.tolist(), channels.tolist())
+        # the space's further gene groups (bit widths), uniform, drawn after: a space without them
+        # draws exactly what it always did
+        more = {g.name: rng.integers(g.size, size=n).tolist() for g in self.space.gene_groups[2:]}
+        return Architecture(self.space, blocks.tolist(), channels.tolist(), **more)
 
 
 class RejectionSampler:

@@ -314,13 +314,15 @@ class SearchRun:
         """The best candidates as a text table (what the CLI prints at the end)."""
         rows = self.ranked[:max(self.settings.topk_save, 1)] if rows is None else rows
         latency = "latency_ms" in self.costs.metrics
+        bitops = "bitops" in self.costs.metrics
         lines = [f"{'#':>2} {'architecture':58s} {'score':>7s} {'top-1':>6s} {'MACs':>8s} {'params':>7s} "
-                 f"{'MicroNet':>8s}" + (f" {'ms':>6s}" if latency else "")]
+                 f"{'MicroNet':>8s}" + (f" {'ms':>6s}" if latency else "") + (f" {'BitOps':>8s}" if bitops else "")]
         for i, r in enumerate(rows, 1):
             top1 = "n/a" if r.get("accuracy") is None else f"{100 * r['accuracy']:.1f}%"
             lines.append(f"{i:>2} {r['arch']:58s} {r['score']:7.4f} {top1:>6s} "
                          f"{format_value(r['macs'], 'macs'):>8s} {format_value(r['params'], 'params'):>7s} "
-                         f"{r['micronet_score']:8.4f}" + (f" {r['latency_ms']:6.2f}" if latency else ""))
+                         f"{r['micronet_score']:8.4f}" + (f" {r['latency_ms']:6.2f}" if latency else "")
+                         + (f" {format_value(r['bitops'], 'bitops'):>8s}" if bitops else ""))
         if self.tau:
             lines.append(f"Kendall tau (BN score vs accuracy) on {self.tau['candidates']} candidates: "
                          f"{self.tau['tau']:.3f} (p = {self.tau['p_value']:.2g})")
