@@ -82,6 +82,36 @@ def test_a_stage_holds_the_other_positions_and_draws_the_rest_as_before(rng):
         fixed_positions(space, "2:4", str(Architecture.largest(get_space("tiny"))))
 
 
+@pytest.mark.parametrize("free_range", ["1:3", "0:2", "2:4"])
+def test_a_stage_holds_every_gene_group_of_a_quantized_space(free_range):
+    """tiny4-q: the held positions keep their block, channel AND weight and activation bit widths,
+    in the sampler's draws and in the choices the search and mutation see; the free positions
+    draw as an unheld sampler does."""
+    from oneshot_nas.sample.samplers import UniformSampler
+    from oneshot_nas.sample.stages import fixed_positions, hold
+    space = get_space("tiny4-q")
+    source = Architecture.from_str("tiny4-q_B3-1-0-2_C2-7-0-5_W0-3-1-2_A3-2-0-1")
+    lo, hi = (int(v) for v in free_range.split(":"))
+    kept = [p for p in range(space.num_positions) if not lo <= p < hi]
+    held = fixed_positions(space, free_range, str(source))
+    groups = [g.name for g in space.gene_groups]
+    assert groups == ["blocks", "channels", "wbits", "abits"]
+    assert held == {p: tuple(getattr(source, g)[p] for g in groups) for p in kept}
+    allowed = space.allowed_ids(hold(space, space.gene_choices(), held))
+    for g in space.gene_groups:
+        for p in range(space.num_positions):
+            expected = (getattr(source, g.name)[p],) if p in kept else tuple(range(g.size))
+            assert allowed[g.name][p] == expected, (g.name, p)
+    free, staged = UniformSampler(space), UniformSampler(space, fixed=held)
+    assert space.allowed_ids(staged.choices) == allowed         # what mutate() may pick
+    for seed in range(20):
+        a, b = free(np.random.default_rng(seed)), staged(np.random.default_rng(seed))
+        for g in groups:
+            ours, theirs = getattr(b, g), getattr(a, g)
+            assert all(ours[p] == getattr(source, g)[p] for p in kept), g
+            assert all(ours[p] == theirs[p] for p in range(lo, hi)), g
+
+
 def test_two_stages_train_the_later_positions_then_the_earlier_from_the_first_weights(small, tmp_path):
     import mxnet as mx
 

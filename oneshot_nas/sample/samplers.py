@@ -18,8 +18,9 @@ class UniformSampler:
 
     `channel_ids` narrows the channel genes: `(space.num_scales - 1,)` is block-only training at full
     width; the channel warm-up widens it epoch by epoch. `block_ids` (a tuple per position) narrows
-    the block genes, e.g. to the blocks fastest on one device (HURRICANE); `fixed` ({position:
-    (block id, channel id)}) holds positions at one choice, e.g. the stage HURRICANE does not train.
+    the block genes, e.g. to the blocks fastest on one device (HURRICANE); `fixed` ({position: one
+    id per gene group}, stages.fixed_positions) holds positions at one choice of every gene group,
+    e.g. the stage HURRICANE does not train.
     """
 
     def __init__(self, space, channel_ids=None, block_ids=None, fixed=None):
@@ -42,12 +43,14 @@ class UniformSampler:
             picks = rng.integers(np.array([len(allowed) for allowed in self.block_ids]))
             blocks = np.array([allowed[i] for allowed, i in zip(self.block_ids, picks)])
         channels = ids[rng.integers(len(ids), size=n)]
-        for p, (b, c) in self.fixed.items():       # drawn, then held: the other positions' draws stay the same
-            blocks[p], channels[p] = b, c
         # the space's further gene groups (bit widths), uniform, drawn after: a space without them
         # draws exactly what it always did
-        more = {g.name: rng.integers(g.size, size=n).tolist() for g in self.space.gene_groups[2:]}
-        return Architecture(self.space, blocks.tolist(), channels.tolist(), **more)
+        more = {g.name: rng.integers(g.size, size=n) for g in self.space.gene_groups[2:]}
+        drawn = {"blocks": blocks, "channels": channels, **more}
+        for p, held in self.fixed.items():       # drawn, then held: the other positions' draws stay the same
+            for group, i in zip(self.space.gene_groups, held, strict=True):
+                drawn[group.name][p] = i
+        return Architecture(self.space, **{k: v.tolist() for k, v in drawn.items()})
 
 
 class RejectionSampler:

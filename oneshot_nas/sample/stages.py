@@ -7,8 +7,9 @@ from ..errors import UserError
 
 
 def fixed_positions(space, free, fixed_from):
-    """{position: (block, channel)} outside the free range `free` ('A:B'), from the architecture
-    `fixed_from`; None when neither is given."""
+    """{position: ids} outside the free range `free` ('A:B'), from the architecture `fixed_from`:
+    one id per gene group of the space, in gene order ((block, channel) in a float space, (block,
+    channel, wbits, abits) in a quantized one); None when neither is given."""
     from ..space import load_architecture
     if free is None:
         if fixed_from:
@@ -28,12 +29,16 @@ def fixed_positions(space, free, fixed_from):
         raise UserError("--free-positions holds the other positions: give their architecture with --fixed-from ARCH",
                         settings="fixed_from")
     arch = load_architecture(fixed_from).on(space, f"--fixed-from {fixed_from}")
-    return {p: (arch.blocks[p], arch.channels[p]) for p in range(n) if not lo <= p < hi}
+    ids = list(arch.gene_ids().values())
+    return {p: tuple(group[p] for group in ids) for p in range(n) if not lo <= p < hi}
 
 
 def hold(space, choices, fixed):
-    """`choices` (a gene_choices list) with each position of `fixed` held at its (block, channel)."""
-    choices, n = list(choices), space.num_positions
-    for p, (b, c) in (fixed or {}).items():
-        choices[p], choices[n + p] = (b,), (c,)
+    """`choices` (a gene_choices list) with each position of `fixed` held at its ids (one per gene
+    group, see fixed_positions)."""
+    choices = list(choices)
+    where = space.split(list(range(space.num_genes)))     # {group: the gene index of each position}
+    for p, ids in (fixed or {}).items():
+        for group, i in zip(space.gene_groups, ids, strict=True):
+            choices[where[group.name][p]] = (i,)
     return choices
