@@ -2,7 +2,7 @@
 import json
 import logging
 import math
-from dataclasses import astuple
+from dataclasses import astuple, replace
 
 import mxnet as mx
 import pytest
@@ -20,8 +20,7 @@ def _without_name(op):
     return astuple(op)[1:]
 
 
-# the float presets: a fake-quantized graph's rounding ops simulate integer arithmetic, they are not
-# operations of the network it stands for (BitOps are counted analytically, docs/quantization.md)
+# the float presets (the quantized ones: test_quantized_graph_count_... below)
 @pytest.mark.parametrize("name", [n for n in PRESETS if not get_space(n).quantized])
 def test_graph_count_equals_the_analytic_count_and_the_lookup_table(name, rng):
     """100 random architectures per preset: the graph walk of the real SubNet gives exactly the
@@ -34,10 +33,100 @@ def test_graph_count_equals_the_analytic_count_and_the_lookup_table(name, rng):
         expected = count_ops(arch)
         assert [_without_name(op) for op in profile.ops] == [_without_name(op) for op in expected]
         assert profile.counts == Counts.of(expected) == table.count(arch)
-        assert profile.unsupported == {}
+        assert profile.unsupported == {} and not profile.quantized and profile.counts.bitops == 0
         seen |= {(b, p.stride) for b, p in zip(arch.blocks, space.positions)}
     # every block choice was counted at every stride of the space (tiny4 has stride-2 positions only)
     assert seen == {(b, p.stride) for b in range(space.num_blocks) for p in space.positions}
+
+
+# bit ids per position of tiny4-q (values 2, 3, 4, 8): uniform, mixed, one position apart
+BIT_ASSIGNMENTS = {"uniform2": ((0,) * 4, (0,) * 4), "uniform8": ((3,) * 4, (3,) * 4),
+                   "mixed": ((1, 2, 2, 0), (2, 0, 2, 3)), "crossed": ((0, 1, 2, 3), (3, 2, 1, 0)),
+                   "one-apart": ((2, 2, 0, 2), (2, 2, 2, 2))}
+
+
+def quantized_space(edge_bits):
+    space = get_space("tiny4-q")
+    return space if edge_bits == space.edge_bits else space.derive(f"tiny4-q-e{edge_bits}", edge_bits=edge_bits)
+
+
+@pytest.mark.parametrize("edge_bits", [8, 32])
+@pytest.mark.parametrize("bits", BIT_ASSIGNMENTS, ids=str)
+def test_quantized_graph_bitops_equal_the_analytic_count(bits, edge_bits, rng):
+    """A fake-quantized SubNet's graph gives exactly the analytic ops, each conv and FC with the bit
+    widths read from the graph's fake-quantization ops (stem and head at edge_bits, 32 = float and
+    then counted 32 x 32), and none of the fake-quantization arithmetic as an op of the network."""
+    space = quantized_space(edge_bits)
+    table = LookupTable.load(space)
+    wbits, abits = BIT_ASSIGNMENTS[bits]
+    for _ in range(3):
+        arch = random_arch(space, rng).replace(wbits=wbits, abits=abits)
+        profile = profile_arch(arch)
+        expected = count_ops(arch)
+        assert [_without_name(op) for op in profile.ops] == [_without_name(op) for op in expected]
+        assert profile.counts == Counts.of(expected) == table.count(arch)
+        assert profile.unsupported == {} and profile.quantized
+        layers = [op for op in profile.ops if op.kind in ("conv", "fc")]
+        edge = {space.edge_bits}
+        assert {op.wbits for op in layers[:1] + layers[-2:]} == {op.abits for op in layers[-2:]} == edge
+        widths = {space.bit_widths[i] for i in wbits + abits}
+        assert {b for op in layers[1:-2] for b in (op.wbits, op.abits)} == widths
+        assert profile.counts.bitops == sum(op.macs * op.wbits * op.abits for op in layers) > 0
+
+
+def test_quantized_graph_count_on_random_architectures(rng):
+    """Random architectures of both quantized presets (every gene group drawn): op by op equal."""
+    for name in ("tiny-q", "tiny4-q"):
+        table = LookupTable.load(name)
+        for _ in range(8):
+            arch = random_arch(name, rng)
+            profile = profile_arch(arch)
+            expected = count_ops(arch)
+            assert [_without_name(op) for op in profile.ops] == [_without_name(op) for op in expected]
+            assert profile.counts == table.count(arch) and profile.unsupported == {}
+
+
+def test_the_fake_quantization_arithmetic_is_not_counted_and_bits_are_read_through_layout_ops():
+    """By hand: one fake-quantized conv (weights 3 bits, input 5 bits, the quantized weight
+    reshaped on its way), a float FC after it, in an otherwise float graph. The conv counts its
+    MACs alone, at 3 x 5 bits; the float FC at 32 x 32; the rounding ops are not ops of the net."""
+    from oneshot_nas.nn.quant import quantize_act, quantize_weight
+    from oneshot_nas.recipe import Precision
+    data, weight, ranges = mx.sym.var("data"), mx.sym.var("w", shape=(4, 2, 3, 3)), mx.sym.var("r", shape=(1,))
+    x = quantize_act(mx.sym, data, ranges, Precision(3, 5, (5,)), None)
+    w = mx.sym.reshape(quantize_weight(mx.sym, weight, 3), shape=(4, 2, 3, 3))
+    y = mx.sym.Convolution(x, w, kernel=(3, 3), pad=(1, 1), num_filter=4, no_bias=True, name="c")
+    y = mx.sym.FullyConnected(mx.sym.relu(y, name="r1"), num_hidden=6, name="fc")
+    profile = profile_symbol(y, {"data": (1, 2, 5, 5)})
+    assert [op.name for op in profile.ops] == ["c", "r1", "fc"] and profile.unsupported == {}
+    conv, _, fc = profile.ops
+    assert (conv.wbits, conv.abits, conv.macs) == (3, 5, 4 * 25 * 18)
+    assert (fc.wbits, fc.abits, fc.macs) == (32, 32, 100 * 6 + 6)
+    assert profile.counts.bitops == 4 * 25 * 18 * 15 + 606 * 32 * 32
+    assert profile.counts.mults == 4 * 25 * 18 + 100 + 600 and profile.fake_quant_ops > 10
+    # the same graph without fake quantization: no BitOps
+    plain = mx.sym.Convolution(data, weight, kernel=(3, 3), pad=(1, 1), num_filter=4, no_bias=True, name="c")
+    plain = mx.sym.FullyConnected(mx.sym.relu(plain, name="r1"), num_hidden=6, name="fc")
+    float_profile = profile_symbol(plain, {"data": (1, 2, 5, 5)})
+    assert float_profile.counts == replace(profile.counts, bitops=0) and not float_profile.quantized
+
+
+@pytest.mark.parametrize("edge_bits", [8, 32])
+def test_an_exported_fake_quantized_symbol_profiles_to_the_same_bitops(tmp_path, edge_bits, rng):
+    """export/formats.py's symbol of a mixed-precision SubNet (written by HybridBlock.export,
+    reloaded, checked against the net) keeps the tags: profile_symbol_file gives its counts."""
+    from oneshot_nas.export.formats import export_symbol
+    space = quantized_space(edge_bits)
+    arch = random_arch(space, rng).replace(wbits=(0, 1, 2, 3), abits=(3, 2, 1, 0))
+    net = SubNet(arch)
+    net.initialize(mx.init.MSRAPrelu())
+    x = mx.nd.random.uniform(-1, 1, shape=(2, 3, space.input_size, space.input_size))
+    (symbol_file, _), record = export_symbol(net, tmp_path / "q", x, net(x).asnumpy())
+    assert record["ok"]
+    profile = profile_symbol_file(symbol_file, input_size=space.input_size)
+    expected = count_ops(arch)
+    assert [_without_name(op) for op in profile.ops] == [_without_name(op) for op in expected]
+    assert profile.counts.bitops == Counts.of(expected).bitops > 0
 
 
 @pytest.mark.parametrize("name,size", [("tiny", 48), ("oneshot", 160), ("oneshot+", 256)])

@@ -16,7 +16,13 @@ Graph rules beyond the per-op ones (see docs/profiling.md):
   papers' convention for pools), max = k*k - 1 comparisons counted as adds (no MACs);
 - scalar arithmetic (`x + 3`, `x / 6`) costs 1 add or 1 mult per element;
 - layout ops (concat, split, slice, reshape, transpose, flatten, dropout, identity) are free;
-- anything else is reported by name with a warning and counted as zero, never silently.
+- anything else is reported by name with a warning and counted as zero, never silently;
+- the ops of a fake quantization (nn/quant.py: tagged FAKE_QUANT_ATTR = 'weight:<b>' / 'input:<b>')
+  are not counted: they simulate the integer arithmetic of the network they stand for. Each conv
+  and FC reads its weight bits from the tagged op that produces its weight input and its
+  activation bits from the one that produces its data input (through layout ops), so BitOps come
+  from the graph alone; in a graph with any such op, an untagged side counts 32 bits (a float
+  layer of a mixed-precision network, as counting.py counts it), in a graph with none BitOps are 0.
 """
 import json
 import logging
@@ -30,6 +36,8 @@ import mxnet as mx
 
 from .counting import Counts, Op, act_op, bn_op, conv_op, eltwise_op, fc_op, pool_op
 from ..errors import UserError
+from ..nn.quant import FAKE_QUANT_ATTR
+from ..space import FLOAT_BITS
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,12 @@ class Profile:
     input_shape: tuple                # (N, C, H, W) the shapes were inferred at
     unsupported: dict = field(default_factory=dict)   # op name -> how many nodes, counted as zero
     source: str = ""
+    fake_quant_ops: int = 0           # nodes of fake quantization (nn/quant.py), not counted
+
+    @property
+    def quantized(self):
+        """A fake-quantized (mixed-precision) network: its convs and FCs carry bit widths."""
+        return self.fake_quant_ops > 0
 
     @property
     def counts(self):
@@ -137,6 +151,8 @@ class _Graph:
         for node in self.nodes:
             for src, idx, *_ in node["inputs"]:
                 self.consumers[(src, idx)] += 1
+        self.fake_quant = {nid: tag for nid, node in enumerate(self.nodes)
+                           if (tag := _fake_quant_tag(node)) is not None}
 
     def out_shape(self, nid, idx=0):
         name = self.nodes[nid]["name"]
@@ -157,6 +173,42 @@ class _Graph:
 
     def only_consumer(self, entry):
         return self.consumers[entry] == 1
+
+
+# ----- fake quantization ---------------------------------------------------------------------------
+def _fake_quant_tag(node):
+    """(role, bits) of an op of nn/quant.py's fake quantization ('weight' or 'input'), else None."""
+    tag = _attrs(node).get(FAKE_QUANT_ATTR)
+    if tag is None:
+        return None
+    role, _, bits = str(tag).partition(":")
+    if role not in ("weight", "input") or not bits.isdigit():
+        raise UserError(f"node {node['name']} has {FAKE_QUANT_ATTR}={tag!r}, not 'weight:<bits>' or "
+                        "'input:<bits>'; was the symbol edited by hand?")
+    return role, int(bits)
+
+
+def _bits_of_input(graph, nid, k, role):
+    """The bits the fake quantization feeding input `k` of node `nid` rounds to (through layout
+    ops, e.g. a reshape), or None when that input is not fake-quantized."""
+    src = graph.source(nid, k)[0]
+    while src not in graph.fake_quant:
+        node = graph.nodes[src]
+        if node["op"] not in FREE_OPS or not node["inputs"]:
+            return None
+        src = graph.source(src)[0]
+    found_role, bits = graph.fake_quant[src]
+    return bits if found_role == role else None
+
+
+def _layer_bits(graph, nid):
+    """(weight bits, activation bits) of conv/FC node `nid`: (0, 0) in a graph without fake
+    quantization, else each read from the graph, 32 for a side that is not quantized."""
+    if not graph.fake_quant:
+        return 0, 0
+    wbits = _bits_of_input(graph, nid, 1, "weight")
+    abits = _bits_of_input(graph, nid, 0, "input")
+    return wbits or FLOAT_BITS, abits or FLOAT_BITS
 
 
 # ----- fusing multi-node activations --------------------------------------------------------------
@@ -197,12 +249,14 @@ def _fusions(graph):
     """{head node id: (kind, member ids)}: x*hard_sigmoid(x), x*sigmoid(x), composite hard-sigmoid."""
     fused = {}
     for nid in range(len(graph.nodes)):
+        if nid in graph.fake_quant:
+            continue
         found = _hard_sigmoid_source(graph, nid)
         if found and len(found[1]) > 1:
             fused[nid] = ("hard_sigmoid", found[1])
     for nid, node in enumerate(graph.nodes):
         if node["op"] not in MUL_OPS - {"elemwise_div", "broadcast_div", "_div", "_Div"} \
-                or len(node["inputs"]) != 2:
+                or len(node["inputs"]) != 2 or nid in graph.fake_quant:
             continue
         a, b = graph.source(nid, 0), graph.source(nid, 1)
         for x, gate in ((a, b), (b, a)):
@@ -278,7 +332,8 @@ def _node_ops(graph, nid, fused, folded_bns, conv_gets_bn):
     if op in FREE_OPS:
         return []
     if op == "Convolution":
-        return [_conv(graph, nid, name, nid in conv_gets_bn)]
+        wbits, abits = _layer_bits(graph, nid)
+        return [replace(_conv(graph, nid, name, nid in conv_gets_bn), wbits=wbits, abits=abits)]
     if op == "BatchNorm":
         if int(attrs.get("axis", 1)) != 1:
             return None
@@ -289,7 +344,8 @@ def _node_ops(graph, nid, fused, folded_bns, conv_gets_bn):
         flatten = _true(attrs.get("flatten", "True"))
         c_in = math.prod(shape[1:]) if flatten else shape[-1]
         rows = 1 if flatten else math.prod(shape[1:-1])
-        fc = fc_op(name, c_in, int(attrs["num_hidden"]), bias=not _true(attrs.get("no_bias", "False")))
+        fc = fc_op(name, c_in, int(attrs["num_hidden"]), bias=not _true(attrs.get("no_bias", "False")),
+                   bits=_layer_bits(graph, nid))
         return [replace(fc, mults=fc.mults * rows, adds=fc.adds * rows, macs=fc.macs * rows)]
     if op == "Pooling":
         pooled = _pool(graph, nid, name)
@@ -374,6 +430,8 @@ def profile_symbol(sym, input_shapes, known_shapes=None, source=""):
         inherit = (node["op"] in _INHERIT_BLOCK or nid in fused) and data_src in node_block
         block = node_block[data_src] if inherit else block_name(node["name"], prefix)
         node_block[nid] = block
+        if nid in graph.fake_quant:       # simulated integer arithmetic, not the network's
+            continue
         more = _node_ops(graph, nid, fused, folded_bns, conv_gets_bn)
         if more is None:
             unsupported[_label(node)] += 1
@@ -384,7 +442,7 @@ def profile_symbol(sym, input_shapes, known_shapes=None, source=""):
         log.warning("ops this profiler does not count were counted as ZERO: %s",
                     ", ".join(f"{op} x{n}" for op, n in sorted(unsupported.items())))
     data_shape = next(iter(input_shapes.values()))
-    return Profile(ops, blocks, tuple(data_shape), dict(unsupported), source)
+    return Profile(ops, blocks, tuple(data_shape), dict(unsupported), source, len(graph.fake_quant))
 
 
 def arch_symbol(arch):

@@ -13,11 +13,23 @@ with a straight-through estimator (STE), over the shared full-precision weights.
   x + BlockGrad(q(x) - x). F.round alone has a zero gradient.
 Nothing here keeps state beyond the learned ranges (ordinary parameters: checkpoints, subnet
 extraction, path graphs and exports carry them like any weight).
+
+In a traced graph (a Symbol, a hybridized or exported network) every op of a fake quantization
+carries the attribute FAKE_QUANT_ATTR = 'weight:<bits>' or 'input:<bits>' (mx.AttrScope; it is
+saved in the symbol JSON and changes no arithmetic): the graph profiler (cost/graph.py) reads each
+conv's and FC's bit widths from the ops that feed it, and does not count these ops, which simulate
+integer arithmetic rather than being operations of the network they stand for.
 """
 import mxnet as mx
 
 ACT_LOW = {"relu": 0.0, "hard_sigmoid": 0.0, "hard_swish": -0.375}   # smallest output of each activation
 MIN_RANGE = 0.05        # alpha never falls below this (a collapsed range would divide by zero)
+FAKE_QUANT_ATTR = "__fake_quant__"     # 'weight:<bits>' / 'input:<bits>' on every fake-quant op
+
+
+def _tagged(role, bits):
+    """Tags every op traced inside with FAKE_QUANT_ATTR = '<role>:<bits>' (no-op for NDArrays)."""
+    return mx.AttrScope(**{FAKE_QUANT_ATTR: f"{role}:{bits}"})
 
 
 def initial_range(bits):
@@ -40,26 +52,28 @@ class ActRanges(mx.init.Initializer):
 def quantize_weight(F, weight, bits):
     """Symmetric per-output-channel fake quantization of `weight` (out, ...) to `bits`, with STE."""
     levels = 2 ** (bits - 1) - 1
-    scale = F.max(F.abs(weight), axis=0, exclude=True, keepdims=True) / levels     # (out, 1, ...)
-    scale = F.maximum(F.BlockGrad(scale), 1e-12)
-    q = F.broadcast_mul(F.round(F.broadcast_div(weight, scale)), scale)
-    return weight + F.BlockGrad(q - weight)
+    with _tagged("weight", bits):
+        scale = F.max(F.abs(weight), axis=0, exclude=True, keepdims=True) / levels     # (out, 1, ...)
+        scale = F.maximum(F.BlockGrad(scale), 1e-12)
+        q = F.broadcast_mul(F.round(F.broadcast_div(weight, scale)), scale)
+        return weight + F.BlockGrad(q - weight)
 
 
 def quantize_act(F, x, ranges, precision, in_act, ndim=4):
     """Fake quantization of the activations `x` to `precision.abits` over [lo, alpha], alpha the
     learned entry of `ranges` for that width; STE for x, PACT's gradient for alpha."""
     k = precision.index
-    alpha = F.clip(F.slice_axis(ranges, axis=0, begin=k, end=k + 1), MIN_RANGE, 1e4)
-    alpha = F.reshape(alpha, shape=(1,) * ndim)
-    if in_act is None:                       # a signed tensor: [-alpha, alpha]
-        low = -alpha
-        clipped = F.broadcast_minimum(F.broadcast_maximum(x, low), alpha)
-    else:
-        low = ACT_LOW[in_act]
-        clipped = F.broadcast_minimum(F.maximum(x, low), alpha)
-    step = (alpha - low) / (2 ** precision.abits - 1)
-    offset = F.broadcast_sub(clipped, low) if in_act is None else clipped - low
-    q = F.broadcast_mul(F.round(F.broadcast_div(offset, step)), step)
-    q = F.broadcast_add(q, low) if in_act is None else q + low
-    return clipped + F.BlockGrad(q - clipped)
+    with _tagged("input", precision.abits):
+        alpha = F.clip(F.slice_axis(ranges, axis=0, begin=k, end=k + 1), MIN_RANGE, 1e4)
+        alpha = F.reshape(alpha, shape=(1,) * ndim)
+        if in_act is None:                       # a signed tensor: [-alpha, alpha]
+            low = -alpha
+            clipped = F.broadcast_minimum(F.broadcast_maximum(x, low), alpha)
+        else:
+            low = ACT_LOW[in_act]
+            clipped = F.broadcast_minimum(F.maximum(x, low), alpha)
+        step = (alpha - low) / (2 ** precision.abits - 1)
+        offset = F.broadcast_sub(clipped, low) if in_act is None else clipped - low
+        q = F.broadcast_mul(F.round(F.broadcast_div(offset, step)), step)
+        q = F.broadcast_add(q, low) if in_act is None else q + low
+        return clipped + F.BlockGrad(q - clipped)
