@@ -11,7 +11,9 @@ TARGET is one of
 Our networks and MXNet symbols are profiled by walking their MXNet graph with inferred shapes
 (oneshot_nas.cost.graph), ONNX graphs node by node with the same rules (oneshot_nas.cost.onnx_graph).
 Units: params (BN folded into the conv before it), mults, adds and FLOPs = mults + adds as the
-MicroNet challenge counts them; MACs and paper params as the SPOS/ShuffleNet papers count them.
+MicroNet challenge counts them; MACs and paper params as the SPOS/ShuffleNet papers count them;
+for a fake-quantized network (a quantized space's, or its exported symbol) also BitOps, each layer
+at the bit widths read from the graph.
 """
 import json
 import re

@@ -168,3 +168,42 @@ def test_onnx_files_architecture_strings_and_model_zoo_names_are_profiled(tmp_pa
     with pytest.raises(score.UserError, match="not a loadable ONNX model"):
         (tmp_path / "bad.onnx").write_bytes(b"not onnx")
         score.main([str(tmp_path / "bad.onnx")])
+
+
+@pytest.mark.parametrize("target", ["arch", "symbol"])
+def test_a_fake_quantized_network_reports_its_bitops(tmp_path, capsys, target):
+    """score.py on a mixed-precision architecture (and on its exported symbol): BitOps in the
+    totals, per block, per op (with each layer's bits) and in the cost record, equal to the
+    analytic count and to the cost model's; a float network's report has none of them."""
+    from oneshot_nas.cost.model import CostModel
+    from oneshot_nas.export.formats import export_symbol
+    arch = load_architecture("tiny4-q_B0-0-2-1_C6-9-8-1_W1-2-2-0_A2-0-2-3")
+    ops = count_ops(arch)
+    counts = Counts.of(ops)
+    path = save_architecture(tmp_path / "q.json", arch)
+    if target == "symbol":
+        net = SubNet(arch)
+        net.initialize(mx.init.MSRAPrelu())
+        x = mx.nd.random.uniform(-1, 1, shape=(1, 3, 32, 32))
+        (path, _), _ = export_symbol(net, tmp_path / "q", x, net(x).asnumpy())
+    argv = [str(path), "--input-size", "32"]
+    report = _json(argv + ["--per-op"], tmp_path)
+    assert report["quantized"] and report["totals"] == counts.as_dict() and "bitops" in report["units"]
+    assert report["costs"]["bitops"] == CostModel(arch.space).measure(arch)["bitops"] == counts.bitops
+    assert [(o["kind"], o["wbits"], o["abits"], o["bitops"]) for o in report["ops"]] == \
+        [(op.kind, op.wbits, op.abits, op.bitops) for op in ops]
+    assert sum(b["bitops"] for b in report["blocks"]) == counts.bitops
+    score.main(argv)
+    text = capsys.readouterr().out
+    assert f"| BitOps (MACs x weight bits x activation bits) | {counts.bitops:,} |" in text
+    assert "MBitOps |" in text and "not counted" in text
+    score.main(argv + ["--per-op", "--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.split("\n\n")[0])))
+    assert [r["bits (w/a)"] for r in rows if r["kind"] in ("conv", "fc")] == \
+        [f"{op.wbits}/{op.abits}" for op in ops if op.kind in ("conv", "fc")]
+    # the same architecture as a float network
+    plain = Architecture("tiny4", arch.blocks, arch.channels)
+    report = _json([str(save_architecture(tmp_path / "f.json", plain))], tmp_path)
+    assert not report["quantized"] and "bitops" not in report["costs"] and report["totals"]["bitops"] == 0
+    score.main([str(tmp_path / "f.json")])
+    assert "BitOps" not in capsys.readouterr().out

@@ -21,6 +21,9 @@ UNITS = {
     "q_params": "the params of quantizable ops (conv, FC, ReLU)",
     "q_mults": "the mults of quantizable ops",
 }
+BITOPS_UNIT = ("BitOps: of a fake-quantized network, the sum over conv/FC layers of MACs x weight bits x "
+               "activation bits, each layer at the widths its fake quantization rounds to (a float layer "
+               "counts 32 x 32)")
 BITS_NAME = {32: "fp32", 16: "fp16", 8: "int8"}
 
 def block_details(arch):
@@ -54,11 +57,14 @@ def build_report(profile, target, description, bits=(32, 16, 8), per_op=False):
     """Everything score.py prints, as a JSON-able dict."""
     counts = profile.counts
     details = block_details(description.get("arch"))
+    quantized = profile.quantized
     report = {
         "target": str(target), "kind": description["kind"],
         "arch": str(description["arch"]) if description.get("arch") else None,
         "input_shape": list(profile.input_shape[1:]), "per": "image",
-        "units": UNITS,
+        "units": {**UNITS, "bitops": BITOPS_UNIT} if quantized else UNITS,
+        "quantized": quantized,
+        "fake_quant_ops": profile.fake_quant_ops,
         "blocks": [dict(block=b, detail=details.get(b, ""), ops=n, **c.as_dict())
                    for b, c, n in profile.block_summaries()],
         "totals": counts.as_dict(),
@@ -73,7 +79,8 @@ def build_report(profile, target, description, bits=(32, 16, 8), per_op=False):
         report["ops"] = [dict(name=name, block=block, kind=op.kind, in_shape=list(op.in_shape),
                               kernel=op.kernel, c_in=op.c_in, c_out=op.c_out, params=op.params,
                               mults=op.mults, adds=op.adds, flops=op.flops, macs=op.macs,
-                              paper_params=op.paper_params, quantizable=op.quantizable)
+                              paper_params=op.paper_params, quantizable=op.quantizable,
+                              **(dict(wbits=op.wbits, abits=op.abits, bitops=op.bitops) if quantized else {}))
                          for name, block, op in zip(names, profile.blocks, profile.ops)]
     return report
 
@@ -107,6 +114,10 @@ def _op_rows(report):
     rows = [[o["name"], o["block"], o["kind"], "x".join(map(str, o["in_shape"])), _kernel(o["kernel"]),
              o["c_in"], o["c_out"], o["params"], o["mults"], o["adds"], _m(o["flops"]), _m(o["macs"]),
              "yes" if o["quantizable"] else "no"] for o in report["ops"]]
+    if report.get("quantized"):
+        header += ["bits (w/a)", "MBitOps"]
+        for row, o in zip(rows, report["ops"]):
+            row += [f"{o['wbits']}/{o['abits']}" if o["wbits"] else "", _m(o["bitops"])]
     return header, rows
 
 
@@ -114,6 +125,10 @@ def _block_rows(report):
     header = ["block", "detail", "ops", "params", "mults", "adds", "MFLOPs", "MMACs", "paper params"]
     rows = [[b["block"], b["detail"], b["ops"], b["params"], b["mults"], b["adds"], _m(b["flops"]),
              _m(b["macs"]), b["paper_params"]] for b in report["blocks"]]
+    if report.get("quantized"):
+        header.append("MBitOps")
+        for row, b in zip(rows, report["blocks"]):
+            row.append(_m(b["bitops"]))
     if not any(b["detail"] for b in report["blocks"]):       # foreign networks: nothing to say
         header, rows = header[:1] + header[2:], [r[:1] + r[2:] for r in rows]
     return header, rows
@@ -129,7 +144,9 @@ def _total_rows(report):
             ["paper params (BN gamma/beta included)", t["paper_params"],
              _millions(t["paper_params"])],
             ["quantizable params", t["q_params"], _millions(t["q_params"])],
-            ["quantizable mults", t["q_mults"], _millions(t["q_mults"])]]
+            ["quantizable mults", t["q_mults"], _millions(t["q_mults"])]] + (
+        [["BitOps (MACs x weight bits x activation bits)", t["bitops"], _millions(t["bitops"])]]
+        if report.get("quantized") else [])
 
 
 def _score_rows(report):
@@ -156,6 +173,11 @@ def render_markdown(report):
             "Units: **FLOPs = mults + adds** (MicroNet challenge); **MACs** = multiply-accumulates as "
             "in the SPOS/ShuffleNet papers' \"FLOPs\" columns; params fold each BatchNorm into the "
             "conv before it; paper params count every trainable parameter.", ""]
+    if report.get("quantized"):
+        out[-1:-1] = [f"Fake-quantized: **BitOps** = MACs x weight bits x activation bits of each conv/FC, "
+                      f"at the widths read from its fake quantization (a float layer counts 32 x 32); "
+                      f"the {report['fake_quant_ops']} ops of the fake quantization simulate integer "
+                      "arithmetic and are not counted."]
     header, rows = _op_rows(report) if "ops" in report else _block_rows(report)
     out += ["## Ops" if "ops" in report else "## Blocks", "", _md_table(header, rows), "",
             "## Totals", "", _md_table(["metric", "count", "millions"], _total_rows(report)), "",
