@@ -11,8 +11,8 @@ Units (per image, at the space's input size), because the field's numbers disagr
 - `bitops`: of a mixed-precision network (a quantized space, docs/quantization.md), the sum over
   its conv and FC layers of MACs (as counted above) x weight bits x input-activation bits, each
   layer at its own widths (a float layer of such a network counts 32 x 32); 0 for a float network.
-The graph profiler (`profile.py`) applies the same rules to any MXNet symbol; tests prove that both
-agree exactly on our networks.
+The graph profiler (`graph.py`) applies the same rules to any MXNet symbol, reading a fake-quantized
+graph's bit widths from the graph; tests prove that both agree exactly on our networks, BitOps included.
 """
 import hashlib
 import itertools
