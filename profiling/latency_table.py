@@ -2,7 +2,7 @@
 
     python profiling/latency_table.py --space oneshot+ --batch-size 1            # measure and save
     python profiling/latency_table.py --space oneshot+ --report 20               # + prediction error
-    python profiling/latency_table.py --space oneshot+ --gpus 0 --repeats 50     # on GPU 0
+    python profiling/latency_table.py --space oneshot+ --gpus 0 --clock wall     # on GPU 0
 
 Each (position, block, width) of the space, the stem and the head are timed alone (hybridized),
 all of them in --rounds interleaved rounds of --repeats samples (the latency protocol of

@@ -263,6 +263,11 @@ def test_a_bad_protocol_is_one_message(change, message):
         Protocol(**change)
 
 
+def test_a_gpu_is_timed_by_the_wall_clock_only():
+    with pytest.raises(UserError, match="time a GPU by the wall clock"):
+        measure_table(SMALL, mx.gpu(0), protocol=Protocol())
+
+
 def test_pin_threads_sets_the_environment_and_says_when_it_is_too_late(monkeypatch, caplog):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     with caplog.at_level(logging.WARNING):

@@ -110,6 +110,12 @@ def time_items(items, protocol, bar=None):
     return [robust_ms(s, protocol.statistic) for s in samples]
 
 
+def _check_clock(protocol, ctx):
+    if protocol.clock == "cpu" and not ctx.device_type.startswith("cpu"):
+        raise UserError(f"the cpu clock times the host, not {device_name(ctx)}: time a GPU by the wall "
+                        "clock", settings="clock")
+
+
 def _built(block, shape, ctx):
     block.initialize(mx.init.Xavier(), ctx=ctx)
     block.hybridize(static_alloc=True, static_shape=True)
@@ -134,6 +140,7 @@ def measure_table(space, ctx=None, batch_size=1, protocol=None, progress=False, 
     to end and the table is fitted to them (`calibrate_table`); 0 leaves the raw sums.
     """
     space, ctx, protocol = get_space(space), ctx or mx.cpu(), protocol or Protocol()
+    _check_clock(protocol, ctx)
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
     n, size = batch_size, space.input_size
@@ -225,6 +232,7 @@ def measure_archs_ms(archs, ctx=None, batch_size=1, protocol=None, progress=Fals
     """End-to-end milliseconds of the hybridized SubNet of each of `archs`, timed together in
     interleaved rounds by the same protocol as the table."""
     protocol, ctx = protocol or Protocol(), ctx or mx.cpu()
+    _check_clock(protocol, ctx)
     items = [_built(SubNet(a), (batch_size, 3, a.space.input_size, a.space.input_size), ctx)
              for a in archs]
     bar = _progress(len(items) * protocol.rounds, progress, "end to end")
