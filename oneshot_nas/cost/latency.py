@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class Protocol:
     """How cost/timing.py times every part of a table and every whole network (one place for all
-    of it; recorded in the table it measures). Why each default: docs/profiling.md#latency-table.
+    of it; recorded in the table it measures). Why each default, measured:
+    docs/profiling.md#latency-table-hardware-aware.
 
     Every item (a part, or a network) is built and warmed up `warmup` calls first; then `rounds`
     rounds visit all items in a shuffled order, and in each round an item gets `round_warmup`

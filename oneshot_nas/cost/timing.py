@@ -135,7 +135,7 @@ def measure_table(space, ctx=None, batch_size=1, protocol=None, progress=False, 
     see the module docstring.
 
     Parts timed alone miss what a whole network pays between them (memory traffic, cache
-    misses), so their sum runs 5-10% short on this CPU while ranking networks almost perfectly.
+    misses), so their sum runs 5-17% short on this CPU while ranking networks almost perfectly.
     `calibration_archs` random networks (their own seed, never those of a report) are timed end
     to end and the table is fitted to them (`calibrate_table`); 0 leaves the raw sums.
     """
