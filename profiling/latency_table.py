@@ -2,11 +2,14 @@
 
     python profiling/latency_table.py --space oneshot+ --batch-size 1            # measure and save
     python profiling/latency_table.py --space oneshot+ --report 20               # + prediction error
-    python profiling/latency_table.py --space oneshot+ --gpus 0 --repeats 50     # on GPU 0
+    python profiling/latency_table.py --space oneshot+ --gpus 0 --clock wall     # on GPU 0
 
-Each (position, block, width) of the space, the stem and the head are timed alone (hybridized,
-warm-up, median of --repeats); positions with the same context share one measurement. The table is
-saved as JSON (format oneshot-nas-latency-v1) to --out, by default
+Each (position, block, width) of the space, the stem and the head are timed alone (hybridized),
+all of them in --rounds interleaved rounds of --repeats samples (the latency protocol of
+oneshot_nas/cost/latency.Protocol, recorded in the table); positions with the same context share
+one measurement, and --calibration-archs random networks timed the same way calibrate the table
+(docs/profiling.md says why). MXNet's OpenMP threads are pinned (--threads) before it loads. The
+table is saved as JSON (format oneshot-nas-latency-v1) to --out, by default
 ~/.cache/oneshot-nas/latency/<space_key>-<device>-bs<N>.json, where the search finds it with
 --latency-table. --report N times N random architectures end to end with the same protocol and
 prints the prediction error (mean and max absolute %), measuring the table first if needed.
@@ -18,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from anywhere without install
 
 from oneshot_nas.cli import ArgumentParser, run, setup_logging  # noqa: E402
+from oneshot_nas.cli.flags import add_latency_flags, latency_protocol_from  # noqa: E402
 from oneshot_nas.errors import UserError  # noqa: E402
 
 
@@ -29,20 +33,18 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, default=1, help="images per timed forward pass")
     parser.add_argument("--gpus", default="", help="GPU ids, e.g. 0 or 0,1 (one table per GPU); "
                                                    "default: the CPU")
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs per part (median)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed runs before timing")
     parser.add_argument("--out", help="where to save the table (default: the cache, see above)")
     parser.add_argument("--report", type=int, default=0, metavar="N",
                         help="also time N random architectures end to end and print the error")
     parser.add_argument("--remeasure", action="store_true",
                         help="with --report: measure the table again even if it is saved")
     parser.add_argument("--seed", type=int, default=0, help="seed of the report's architectures")
-    parser.add_argument("--calibration-archs", type=int, default=5,
-                        help="networks timed end to end to scale the table (0: raw sums of parts)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    add_latency_flags(parser)
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0 or args.report < 0:
-        raise UserError("--batch-size and --repeats must be >= 1, --warmup and --report >= 0")
+    if args.batch_size < 1 or args.report < 0:
+        raise UserError("--batch-size must be >= 1 and --report >= 0")
+    args.protocol = latency_protocol_from(args)
     return args
 
 
@@ -65,6 +67,8 @@ def load_space(value):
 def main(argv=None):
     args = parse_args(argv)
     setup_logging()
+    from oneshot_nas.cost.latency import pin_threads
+    pin_threads(args.protocol.threads)           # before MXNet loads
     import numpy as np
     from oneshot_nas.cost.latency import LatencyTable, default_path
     from oneshot_nas.cost.timing import device_name, error_summary, measure_table, prediction_report
@@ -86,9 +90,9 @@ def main(argv=None):
                                 "--remeasure or another --out")
             print(f"using the latency table {path}")
         else:
-            table = measure_table(space, ctx, args.batch_size, args.repeats,
-                                  progress=not args.no_progress, warmup=args.warmup,
-                                  calibration_archs=args.calibration_archs)
+            table = measure_table(space, ctx, args.batch_size, args.protocol,
+                                  progress=not args.no_progress, calibration_archs=args.calibration_archs,
+                                  calibration_fit=args.calibration_fit)
             table.save(path)
             print(f"saved the latency table of {space.name} on {table.device}, batch "
                   f"{table.batch_size}, to {path}")
@@ -102,8 +106,7 @@ def main(argv=None):
             rng = np.random.default_rng(args.seed)
             sampler = UniformSampler(space)
             archs = [sampler(rng) for _ in range(args.report)]
-            rows = prediction_report(table, archs, ctx, args.repeats, args.warmup,
-                                     progress=not args.no_progress)
+            rows = prediction_report(table, archs, ctx, args.protocol, progress=not args.no_progress)
             print(f"{'architecture':64s} {'predicted':>10s} {'measured':>10s} {'error':>8s}")
             for r in rows:
                 print(f"{r['arch']:64s} {r['predicted_ms']:8.3f}ms {r['measured_ms']:8.3f}ms "

@@ -298,3 +298,45 @@ def dataset_from(args, space):
                            rec_val_idx=args.rec_val_idx, data_dir=args.data_dir, digits_view=args.digits_view,
                            num_classes=space.num_classes,
                            input_size=space.input_size)
+
+
+def add_latency_flags(parser, title="latency protocol (docs/profiling.md#latency-table-hardware-aware)"):
+    """The flags of a latency Protocol and of a table's calibration, defaults from Protocol()."""
+    from ..cost.latency import CLOCKS, FITS, STATISTICS, Protocol
+    default = Protocol()
+    group = parser.add_argument_group(title)
+    group.add_argument("--warmup", type=int, default=default.warmup,
+                       help="untimed forward passes of each part or network before its first round")
+    group.add_argument("--rounds", type=int, default=default.rounds,
+                       help="interleaved rounds over all parts (and over all networks); each item's "
+                            "time is the --statistic of its per-round medians")
+    group.add_argument("--repeats", type=int, default=default.repeats,
+                       help="timed samples of each part or network per round")
+    group.add_argument("--calls", type=int, default=default.calls,
+                       help="forward passes per timed sample (each waited for), averaged")
+    group.add_argument("--round-warmup", type=int, default=default.round_warmup,
+                       help="untimed passes of an item at the start of each round")
+    group.add_argument("--statistic", default=default.statistic, choices=STATISTICS,
+                       help="how an item's per-round medians combine (load only adds time)")
+    group.add_argument("--threads", type=int, default=default.threads,
+                       help="OpenMP threads of MXNet (OMP_NUM_THREADS, pinned before MXNet loads); "
+                            "0 leaves the environment alone")
+    group.add_argument("--clock", default=default.clock, choices=CLOCKS,
+                       help="cpu: the process's CPU time per sample, which another process's turn on "
+                            "the core does not add to (needs --threads 1); wall: elapsed time")
+    group.add_argument("--calibration-archs", type=int, default=5,
+                       help="random networks timed end to end to calibrate the table (0: raw sums of parts)")
+    group.add_argument("--calibration-fit", default=FITS[0], choices=FITS,
+                       help="affine: measured = offset + scale x sum of parts (least squares); "
+                            "scale: the median ratio measured / sum")
+    return group
+
+
+def latency_protocol_from(args):
+    """The Protocol of the latency flags (a bad value is one message naming the flags)."""
+    from ..cost.latency import Protocol
+    if args.calibration_archs < 0:
+        raise UserError(f"--calibration-archs {args.calibration_archs}: give 0 or more networks")
+    return Protocol(warmup=args.warmup, rounds=args.rounds, repeats=args.repeats, calls=args.calls,
+                    round_warmup=args.round_warmup, statistic=args.statistic,
+                    threads=args.threads if args.threads else None, clock=args.clock)

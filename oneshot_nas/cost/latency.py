@@ -10,9 +10,15 @@ File format (a contract with the search; extra keys may be added, these never ch
      "space_config": {...}, "device": "cpu" | "gpu(0)", "batch_size": int, "dtype": "float32",
      "unit": "ms", "stem_ms": float, "head_ms": float,
      "blocks_ms": [[[ms per channel id] per block id] per position]}
+A measured table adds (extra keys): "protocol" (Protocol.to_dict(): how every part was timed),
+"threads_env" (the thread settings MXNet ran with), "call_overhead_ms", "signatures", "calibration"
+({"archs", "seed", "fit", "scale", "offset_ms"}; the offset is folded into stem_ms), "measured_at".
 """
+import dataclasses
 import json
+import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +29,79 @@ from ..space import SearchSpace, get_space
 from .counting import cache_dir, space_key
 
 FORMAT = "oneshot-nas-latency-v1"
+STATISTICS = ("median", "min")
+CLOCKS = ("cpu", "wall")
+FITS = ("affine", "scale")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS", "MXNET_ENGINE_TYPE")
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """How cost/timing.py times every part of a table and every whole network (one place for all
+    of it; recorded in the table it measures). Why each default, measured:
+    docs/profiling.md#latency-table-hardware-aware.
+
+    Every item (a part, or a network) is built and warmed up `warmup` calls first; then `rounds`
+    rounds visit all items in a shuffled order, and in each round an item gets `round_warmup`
+    untimed calls and `repeats` timed samples of `calls` forward passes each (every pass waited
+    for). Its time is the median of its samples within each round, then the `statistic` ("median"
+    or "min") of those over the rounds: a burst of foreign load slows one round of a few items,
+    not all the samples of one item. `threads` is the OpenMP thread count the entry points pin
+    (OMP_NUM_THREADS) before MXNet loads; None leaves the environment alone. `clock` "cpu" times a
+    sample by the CPU time of the process (all its threads), which does not run while another
+    process has the core: with one compute thread that is the latency on a core of its own;
+    "wall" is the elapsed time (needed with several threads, which the CPU clock would add up)."""
+    warmup: int = 3
+    rounds: int = 4
+    repeats: int = 8
+    calls: int = 1
+    round_warmup: int = 1
+    statistic: str = "median"
+    threads: int | None = 1
+    clock: str = "cpu"
+
+    def __post_init__(self):
+        counts = {"warmup": self.warmup, "round_warmup": self.round_warmup}
+        if min(self.rounds, self.repeats, self.calls) < 1 or min(counts.values()) < 0:
+            raise UserError(f"a latency protocol needs rounds, repeats and calls >= 1 and warm-ups "
+                            f">= 0, got {self}")
+        if self.statistic not in STATISTICS:
+            raise UserError(f"latency statistic {self.statistic!r}: choose one of {', '.join(STATISTICS)}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"latency protocol threads must be >= 1 (or None), got {self.threads}")
+        if self.clock not in CLOCKS:
+            raise UserError(f"latency clock {self.clock!r}: choose one of {', '.join(CLOCKS)}")
+        if self.clock == "cpu" and self.threads != 1:
+            raise UserError(f"the cpu clock measures latency with one thread only (threads=1), got "
+                            f"threads={self.threads}: use the wall clock")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        """A protocol read back from a table (unknown keys are refused, missing ones default)."""
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise UserError(f"latency protocol {data!r} is not one this version reads ({err})") from None
+
+
+def pin_threads(threads):
+    """Set OMP_NUM_THREADS to `threads` for MXNet (None: leave it); returns the thread settings in
+    force. It only takes effect if MXNet is not loaded yet, so entry points call it first."""
+    if threads is not None and os.environ.get("OMP_NUM_THREADS") != str(threads):
+        if "mxnet" in sys.modules:
+            log.warning("MXNet is already loaded: OMP_NUM_THREADS=%d takes effect in a new process only",
+                        threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    return thread_settings()
+
+
+def thread_settings():
+    """The environment variables that decide MXNet's CPU threads, as set in this process."""
+    return {name: os.environ.get(name) for name in THREAD_VARIABLES}
 
 
 def default_path(space, device="cpu", batch_size=1):
@@ -46,6 +125,12 @@ class LatencyTable:
                             f"{expected} (positions, blocks, scales), got {self.blocks_ms.shape}")
         self.extra = dict(extra or {})
         self._rows = np.arange(self.space.num_positions)
+
+    @property
+    def protocol(self):
+        """The Protocol the table was measured with (None for a table that did not record one)."""
+        data = self.extra.get("protocol")
+        return Protocol.from_dict(data) if data is not None else None
 
     # ----- prediction ---------------------------------------------------------------------------
     def predict_ms(self, arch):
