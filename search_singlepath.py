@@ -55,8 +55,9 @@ def build_parser():
     g.add_argument("--runtime-loss", choices=("log", "hinge"), default=O.form,
                    help="log: the paper's lambda x log(R / target); hinge: lambda x max(0, log(R / target)), "
                         "no pull once the network is under the target")
-    g.add_argument("--measure-repeats", type=int, default=50,
-                   help="timed forward passes when the found network's latency is measured (0: not measured)")
+    g.add_argument("--no-measure", action="store_true",
+                   help="with a CPU latency table, do not time the found networks end to end (by the table's "
+                        "protocol, whose thread setting the whole run then takes)")
     g.add_argument("--models-dir", default="models", help="where the found architecture is saved")
     add_training_flags(parser, epochs=8, batch_size=64, lr=0.1, save_dir=None)
     return parser
@@ -64,7 +65,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from oneshot_nas.cost.latency import LatencyTable
+    from oneshot_nas.cost.latency import LatencyTable, pin_threads
     from oneshot_nas.cost.model import CostModel
     from oneshot_nas.runs.rundir import RunDir, open_run
     from oneshot_nas.runs.workers import Workers, device_count
@@ -86,6 +87,12 @@ def main(argv=None):
     args.save_dir = args.save_dir or f"logs/singlepath-{space.name}-{tag}"
     settings = settings_from(args)
     args.gpus = gpus_from(args)
+    measuring = metric == "latency_ms" and not args.no_measure and not args.gpus
+    if measuring:         # before MXNet loads: the found networks are timed as the table's parts were
+        table = LatencyTable.load(args.latency_table, space)
+        measuring = table.device == "cpu"
+        if measuring and table.protocol is not None:
+            pin_threads(table.protocol.threads)
     workers = Workers(args.kv_store, device_count(args.gpus))
 
     def prepare():
@@ -123,20 +130,32 @@ def main(argv=None):
               "search_epochs": sum(r["epochs"] for r in result["history"]),
               "search_seconds": sum(r["seconds"] for r in result["history"]),
               "searches": len(result["history"]), "run": str(args.save_dir), "dataset": dataset.name}
-    if args.measure_repeats > 0 and (table := costs.latency) is not None and table.device == "cpu":
-        from mxnet import cpu as mx_cpu
-        from oneshot_nas.cost.timing import measure_arch_ms
-        measured = measure_arch_ms(arch, mx_cpu(), table.batch_size, args.measure_repeats)
-        record["measured_latency_ms"] = measured
-        record["latency_error_pct"] = 100 * (record["predicted"]["latency_ms"] - measured) / measured
-        log.info("measured %.4f ms end to end, the runtime model said %.4f ms (%+.2f%%)", measured,
-                 record["predicted"]["latency_ms"], record["latency_error_pct"])
+    if measuring:
+        record.update(measure_found(result["history"], arch, costs.latency))
     path = save_architecture(Path(args.models_dir) / f"{Path(args.save_dir).name}.json", arch, record)
     log.info("found %s (%s) after %d searches, %d epochs, %.0f s; saved %s", arch,
              ", ".join(f"{k} {v:.4g}" for k, v in record["predicted"].items() if k in ("macs", "latency_ms")),
              record["searches"], record["search_epochs"], record["search_seconds"], path)
     print(f"found {arch}\n  {path}")
     return result
+
+
+def measure_found(history, winner, table):
+    """The runtime model against the measured latency of every network the searches found, timed
+    end to end together (interleaved rounds) by the table's protocol: the record's fields."""
+    import numpy as np
+    from oneshot_nas.cost.timing import measure_archs_ms
+    from oneshot_nas.space import Architecture
+    archs = list(dict.fromkeys([winner] + [Architecture.from_str(r["arch"], winner.space) for r in history]))
+    measured = measure_archs_ms(archs, None, table.batch_size, table.protocol)
+    errors = [100 * (table.predict_ms(a) - m) / m for a, m in zip(archs, measured)]
+    log.info("runtime model vs measured, %d found networks: mean |error| %.2f%%, max %.2f%%; the winner "
+             "%.4f ms measured, %.4f ms predicted (%+.2f%%)", len(archs), np.mean(np.abs(errors)),
+             np.max(np.abs(errors)), measured[0], table.predict_ms(winner), errors[0])
+    return {"measured_latency_ms": measured[0], "latency_error_pct": errors[0],
+            "runtime_model_error": {"networks": len(archs), "mean_abs_pct": float(np.mean(np.abs(errors))),
+                                    "max_abs_pct": float(np.max(np.abs(errors))),
+                                    "measured_ms": {str(a): m for a, m in zip(archs, measured)}}}
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def test_singlepath_searches_under_two_workers_stay_identical(small, tmp_path):
     cmd = [sys.executable, "-m", "oneshot_nas.launch", "-n", "2", "-s", "1", "--launcher", "local",
            sys.executable, str(ROOT / "search_singlepath.py"), "--kv-store", "dist_sync", "--target-macs", "0.3M",
            "--max-searches", "2", "--num-epochs", "2", "--search-warmup", "1", "--batch-size", "16", "-j", "1",
-           "--no-progress", "--measure-repeats", "0", "--models-dir", str(tmp_path / "models"),
+           "--no-progress", "--models-dir", str(tmp_path / "models"),
            "--save-dir", str(save), "--dump-worker-params", str(dump)] + rec_flags(small)
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -154,7 +154,7 @@ def test_a_space_without_snb_blocks_is_refused():
 def flags(small, tmp_path, *extra):
     return rec_flags(small) + ["--target-macs", "0.3M", "--num-epochs", "2", "--search-warmup", "1",
                                "--batch-size", "32", "--no-progress", "--models-dir", str(tmp_path / "models"),
-                               "--measure-repeats", "0", *extra]
+                               *extra]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -225,3 +225,20 @@ def test_the_task_holds_every_decision_on_while_the_weights_warm_up():
     assert str(net.architecture()) == "tiny4-nodrop_B2-2-2-2_C9-9-9-9"
     margins = [np.subtract(row["width_stat"], row["width"]) for row in net.thresholds()]
     np.testing.assert_allclose(np.concatenate(margins), -np.log(0.5), atol=1e-4)
+
+
+def test_a_latency_target_times_the_networks_it_found(small, tmp_path, rng):
+    table = LatencyTable(get_space("tiny4"), "cpu", 1, 0.1, 0.05, rng.uniform(0.05, 0.2, (4, 4, 10)))
+    path = table.save(tmp_path / "table.json")
+    target = f"{0.15 + table.blocks_ms[:, :3].max(axis=(1, 2)).sum() + 0.001:.4f}"   # every network meets it
+    flags_ = rec_flags(small) + ["--target-latency-ms", target, "--latency-table", str(path), "--lambda", "2",
+                                 "--num-epochs", "2", "--search-warmup", "1", "--batch-size", "32", "--no-progress",
+                                 "--models-dir", str(tmp_path / "models"), "--save-dir", str(tmp_path / "run")]
+    result = search_singlepath.main(flags_)
+    found = result["history"][0]
+    assert found["metric"] == "latency_ms" and found["cost"] == pytest.approx(table.predict_ms(
+        load_architecture(found["arch"])), rel=1e-9)
+    _, record = load_architecture(tmp_path / "models" / "run.json", with_record=True)
+    assert record["measured_latency_ms"] > 0 and record["runtime_model_error"]["networks"] == 1
+    assert record["latency_error_pct"] == pytest.approx(
+        100 * (found["cost"] - record["measured_latency_ms"]) / record["measured_latency_ms"])
