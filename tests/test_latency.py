@@ -240,6 +240,17 @@ def test_calibrated_table_predicts_the_fitted_line_and_keeps_the_format(table, t
     assert loaded.predict_ms(archs[0]) == pytest.approx(measured[0])
 
 
+def test_a_fit_that_would_make_the_stem_negative_falls_back_to_the_median_ratio(table):
+    raw = LatencyTable(SMALL, table.device, 1, 0.05, table.head_ms, table.blocks_ms, extra=dict(table.extra))
+    archs = calibration_archs(SMALL, 4)
+    summed = np.array([raw.predict_ms(a) for a in archs])
+    measured = 1.5 * summed - 0.5 * summed.min()          # a line crossing zero well before the networks
+    assert 0.05 * 1.5 + fit_calibration(summed, measured)[1] < 0       # the affine fit alone would
+    scale, offset = apply_calibration(raw, archs, measured)
+    assert offset == 0 and scale == pytest.approx(np.median(measured / summed))
+    assert raw.stem_ms > 0 and raw.extra["calibration"]["fit"] == "scale"
+
+
 def test_the_protocol_is_recorded_in_the_table_and_read_back(table, tmp_path):
     assert table.extra["protocol"] == FAST.to_dict() and table.protocol == FAST
     assert set(table.extra["threads_env"]) == {"OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS",
@@ -276,3 +287,9 @@ def test_pin_threads_sets_the_environment_and_says_when_it_is_too_late(monkeypat
     assert "takes effect in a new process only" in caplog.text      # MXNet is loaded in this process
     caplog.clear()
     assert pin_threads(None)["OMP_NUM_THREADS"] == "1" and pin_threads(1) and not caplog.text
+
+
+def test_a_fake_quantized_space_gets_no_latency_table():
+    from oneshot_nas.cost.timing import measure_table
+    with pytest.raises(UserError, match="is fake-quantized"):
+        measure_table("tiny4-q")

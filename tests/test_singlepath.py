@@ -145,9 +145,11 @@ def test_find_lambda_on_steps_returns_the_closest_below_and_none_when_nothing_me
     assert best is None and len(history) == 4
 
 
-def test_a_space_without_snb_blocks_is_refused():
+def test_a_space_without_snb_blocks_or_with_bit_genes_is_refused():
     with pytest.raises(UserError, match="has no SNB-k block"):
         Layout(SPACE.derive("tiny4-sxb", blocks=["SXB-3"]))
+    with pytest.raises(UserError, match="also has wbits/abits genes"):
+        Layout("tiny4-q")
 
 
 # ----- the command ----------------------------------------------------------------------------------

@@ -140,6 +140,10 @@ def measure_table(space, ctx=None, batch_size=1, protocol=None, progress=False, 
     to end and the table is fitted to them (`calibrate_table`); 0 leaves the raw sums.
     """
     space, ctx, protocol = get_space(space), ctx or mx.cpu(), protocol or Protocol()
+    if getattr(space, "bit_widths", ()):
+        raise UserError(f"space {space.name!r} is fake-quantized: its networks compute in float, so their "
+                        "time is not a quantized network's latency, and a latency table holds no bit-width "
+                        "entries; measure the float space (e.g. tiny4 for tiny4-q)")
     _check_clock(protocol, ctx)
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
@@ -212,6 +216,13 @@ def apply_calibration(table, archs, measured_ms, fit="affine"):
     entry x scale, the offset folded into stem_ms, so stem + head + blocks stays the prediction."""
     summed = [table.predict_ms(a) for a in archs]
     scale, offset = fit_calibration(summed, measured_ms, fit)
+    if table.stem_ms * scale + offset < 0:
+        # a noisy line through networks of nearly equal cost can cross zero far from them: a
+        # negative stem is no latency, and the median ratio is the safer reading of such networks
+        log.warning("affine calibration: offset %+.3f ms would make the stem negative; using the median "
+                    "ratio", offset)
+        scale, offset = fit_calibration(summed, measured_ms, "scale")
+        fit = "scale"
     table.stem_ms, table.head_ms = table.stem_ms * scale + offset, table.head_ms * scale
     table.blocks_ms = table.blocks_ms * scale
     table.extra["calibration"] = {"archs": len(archs), "seed": CALIBRATION_SEED, "fit": fit,

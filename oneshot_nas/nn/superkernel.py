@@ -43,6 +43,11 @@ class Layout:
 
     def __init__(self, space):
         self.space = space = get_space(space)
+        extra = [g.name for g in space.gene_groups if g.name not in ("blocks", "channels")]
+        if extra:
+            raise UserError(f"space {space.name!r} also has {'/'.join(extra)} genes, which a superkernel "
+                            "does not encode: Single-Path NAS searches float spaces (bit widths are searched "
+                            "by the supernet pipeline, docs/quantization.md)")
         snb = sorted((c.kernel, b) for b, c in enumerate(space.block_choices) if c.family == "SNB")
         if not snb:
             raise UserError(f"space {space.name!r} has no SNB-k block: a superkernel encodes the "

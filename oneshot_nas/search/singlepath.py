@@ -44,9 +44,9 @@ class SinglePathOptions:
 
     def check(self, runtime, epochs):
         if not self.target > 0:
-            raise UserError(f"the target {self.target} must be a positive number", settings="target")
+            raise UserError(f"the target {self.target} must be a positive number (--target-latency-ms / --target-macs)")
         if self.lam is not None and not self.lam >= 0:
-            raise UserError(f"--lambda {self.lam} must be >= 0", settings="lam")
+            raise UserError(f"--lambda {self.lam} must be >= 0")
         for flag, value, ok, rule in (
                 ("--start-lambda", self.start_lambda, self.start_lambda > 0, "> 0"),
                 ("--lambda-factor", self.factor, self.factor > 1, "> 1"),
@@ -65,7 +65,7 @@ class SinglePathOptions:
         if self.target < lo:
             raise UserError(f"no network of the superkernel meets {_show(self.target, self.metric)}: the "
                             f"smallest (every position at its smallest SNB kernel and width) costs "
-                            f"{_show(lo, self.metric)}; raise the target", settings="target")
+                            f"{_show(lo, self.metric)}; raise the target")
         return lo, hi
 
 

@@ -86,7 +86,7 @@ class SinglePathTask(SubnetTask):
 
     def __init__(self, net, runtime, lam, warmup_epochs=0, threshold_init=0.5, reference=1.0, form="log"):
         if not (lam >= 0 and np.isfinite(lam)):
-            raise UserError(f"lambda {lam} must be a finite number >= 0", settings="lam")
+            raise UserError(f"lambda {lam} must be a finite number >= 0")
         super().__init__(net)
         self.runtime, self.lam = runtime, float(lam)
         self.warmup_epochs, self.threshold_init = warmup_epochs, threshold_init
