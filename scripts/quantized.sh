@@ -2,7 +2,7 @@
 # Mixed-precision search on the demo (docs/quantization.md): the `tiny4-q` supernet (blocks, widths
 # and a weight and an activation bit width per position) trained on the few-shot digits, searched
 # under a BitOps budget, the winner retrained quantization-aware and exported as a fake-quantized
-# symbol. BUDGET replaces the budget (default --max-bitops 8M), OUT the folder. About 3 minutes on
+# symbol. BUDGET replaces the budget (default --max-bitops 8M), OUT the folder. About 1.5 minutes on
 # 2 CPU cores. Extra flags go to the supernet training.
 . "$(dirname "$0")/env.sh"
 OUT=${OUT:-logs/quantized}

@@ -4,7 +4,7 @@
 # TARGET is the target flag (default the quickstart's budget, --target-macs 0.3M; for a latency,
 # TARGET="--target-latency-ms 2.2 --latency-table T.json" with T from
 # python profiling/latency_table.py --space tiny4 --batch-size 32 --out T.json). OUT is the folder.
-# About 2-3 minutes on 2 CPU cores (8 searches of 8 epochs, then 40 retraining epochs).
+# About 2 minutes 15 s on 2 CPU cores (8 searches of 8 epochs, then 40 retraining epochs).
 # Extra flags go to the search (e.g. --max-searches 4, --lambda 0.3).
 . "$(dirname "$0")/env.sh"
 OUT=${OUT:-logs/singlepath}
