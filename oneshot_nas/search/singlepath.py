@@ -101,12 +101,11 @@ def search(space, dataset, settings, contexts, workers, options, costs, save_dir
             return done[index]["cost"]
         record = one_search(space, dataset, settings, contexts, workers, options, runtime, lam,
                             save_dir / f"lambda-{index}", run is not None, resume, init, progress, stop_after)
-        if dump_dir and record is not None:
-            dump_worker_params(record.pop("net"), Path(dump_dir) / f"lambda-{index}", workers.rank)
-        elif record is not None:
-            record.pop("net")
         if record is None:
             raise _Stopped()
+        net = record.pop("net")
+        if dump_dir:
+            dump_worker_params(net, Path(dump_dir) / f"lambda-{index}", workers.rank)
         record["index"] = index
         records.append(record)
         if run is not None:
