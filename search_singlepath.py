@@ -87,6 +87,7 @@ def main(argv=None):
     args.save_dir = args.save_dir or f"logs/singlepath-{space.name}-{tag}"
     settings = settings_from(args)
     args.gpus = gpus_from(args)
+    table = None
     measuring = metric == "latency_ms" and not args.no_measure and not args.gpus
     if measuring:         # before MXNet loads: the found networks are timed as the table's parts were
         table = LatencyTable.load(args.latency_table, space)
@@ -97,8 +98,8 @@ def main(argv=None):
 
     def prepare():
         contexts = devices_from(args)
-        table = LatencyTable.load(args.latency_table, space) if args.latency_table else None
-        costs = CostModel(space, latency=table)
+        latency = table or (LatencyTable.load(args.latency_table, space) if args.latency_table else None)
+        costs = CostModel(space, latency=latency)
         from oneshot_nas.nn.superkernel import Layout
         from oneshot_nas.train.singlepath import RuntimeModel
         options.check(RuntimeModel(costs, metric, Layout(space)), args.num_epochs)

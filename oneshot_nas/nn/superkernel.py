@@ -101,27 +101,38 @@ def cumulative(F, ind, n):
     return out
 
 
+def sums_of_squares(F, weight, kernels, mids):
+    """(crops, groups): the sum of squares of each k x k centre of `weight` (every channel), and of
+    each channel group's k_0 x k_0 cores beyond the first, as lists of (1,)-arrays."""
+    full = kernels[-1]
+    core = _crop(F, weight, kernels[0], full)
+    return ([_sum_squares(F, _crop(F, weight, k, full)) for k in kernels],
+            [_sum_squares(F, F.slice_axis(core, axis=0, begin=mids[j - 1], end=mids[j])) for j in range(1, len(mids))])
+
+
+def mean_squares(crops, groups, kernels, mids):
+    """(shells, groups): the mean square of each kernel shell (over every channel) and of each
+    channel group beyond the first, from sums_of_squares (arrays, or floats): what the decisions
+    compare with their thresholds, in log-RMS."""
+    shells = [(crops[j] - crops[j - 1]) / (mids[-1] * (kernels[j] ** 2 - kernels[j - 1] ** 2))
+              for j in range(1, len(kernels))]
+    return shells, [g / ((mids[j + 1] - mids[j]) * kernels[0] ** 2) for j, g in enumerate(groups)]
+
+
 def decide(F, weight, kernel_thresholds, width_thresholds, kernels, mids, temperature):
     """(kernel coefficients, width coefficients) of one position's depthwise superkernel `weight`
     (max_mid, 1, K, K): lists of (1,)-shaped cumulative indicators, one per shell and one per
     channel group beyond the first."""
-    full, eps = kernels[-1], EPS
     weight = F.BlockGrad(weight)        # the decisions train the thresholds, not the weights' norms
-    kernel_coef = width_coef = []
-    if len(kernels) > 1:
-        squares = [_sum_squares(F, _crop(F, weight, k, full)) for k in kernels]
-        channels = mids[-1]
-        stats = [(squares[j] - squares[j - 1]) / (channels * (kernels[j] ** 2 - kernels[j - 1] ** 2))
-                 for j in range(1, len(kernels))]
-        log_rms = 0.5 * F.log(F.concat(*stats, dim=0) + eps) if len(stats) > 1 else 0.5 * F.log(stats[0] + eps)
-        kernel_coef = cumulative(F, indicator(F, log_rms, kernel_thresholds, temperature), len(stats))
-    if len(mids) > 1:
-        core = _crop(F, weight, kernels[0], full)
-        stats = [_sum_squares(F, F.slice_axis(core, axis=0, begin=mids[j - 1], end=mids[j]))
-                 / ((mids[j] - mids[j - 1]) * kernels[0] ** 2) for j in range(1, len(mids))]
-        log_rms = 0.5 * F.log(F.concat(*stats, dim=0) + eps) if len(stats) > 1 else 0.5 * F.log(stats[0] + eps)
-        width_coef = cumulative(F, indicator(F, log_rms, width_thresholds, temperature), len(stats))
-    return kernel_coef, width_coef
+    coefficients = []
+    stats_of = mean_squares(*sums_of_squares(F, weight, kernels, mids), kernels, mids)
+    for stats, thresholds in zip(stats_of, (kernel_thresholds, width_thresholds)):
+        if not stats:
+            coefficients.append([])
+            continue
+        log_rms = 0.5 * F.log((F.concat(*stats, dim=0) if len(stats) > 1 else stats[0]) + EPS)
+        coefficients.append(cumulative(F, indicator(F, log_rms, thresholds, temperature), len(stats)))
+    return tuple(coefficients)
 
 
 def masked_kernel(F, weight, kernel_coef, kernels):
@@ -297,7 +308,7 @@ class SuperkernelNet(HybridBlock):
                             f"initial weights' RMS), got {fraction}", settings="threshold_init")
         for block in self.blocks:
             dw = block.depthwise
-            for param, stats in ((dw.kernel_thresholds, _kernel_stats(dw)), (dw.width_thresholds, _width_stats(dw))):
+            for param, stats in zip((dw.kernel_thresholds, dw.width_thresholds), _mean_squares(dw)):
                 if param is not None:
                     values = mx.nd.array([0.5 * math.log(s + EPS) + math.log(fraction) for s in stats])
                     param.set_data(values)
@@ -316,8 +327,8 @@ class SuperkernelNet(HybridBlock):
         for block in self.blocks:
             dw = block.depthwise
             row = {}
-            for name, param, stats in (("kernel", dw.kernel_thresholds, _kernel_stats(dw)),
-                                       ("width", dw.width_thresholds, _width_stats(dw))):
+            for name, param, stats in zip(("kernel", "width"), (dw.kernel_thresholds, dw.width_thresholds),
+                                          _mean_squares(dw)):
                 if param is not None:
                     row[name] = [round(float(v), 5) for v in param.data(param.list_ctx()[0]).asnumpy()]
                     row[f"{name}_stat"] = [round(0.5 * math.log(s + EPS), 5) for s in stats]
@@ -330,20 +341,11 @@ def _count_on(coefficients):
     return sum(int(round(float(c.asscalar()))) for c in coefficients)
 
 
-def _kernel_stats(dw):
-    """Mean squares of every shell of the depthwise superkernel (for initialisation and records)."""
+def _mean_squares(dw):
+    """mean_squares of a SuperDepthwise's current weight in Python floats (for initialisation and records)."""
     w = dw.weight.data(dw.weight.list_ctx()[0])
-    kernels, full = dw.kernels, dw.kernels[-1]
-    squares = [float(_sum_squares(mx.nd, _crop(mx.nd, w, k, full)).asscalar()) for k in kernels]
-    return [(squares[j] - squares[j - 1]) / (w.shape[0] * (kernels[j] ** 2 - kernels[j - 1] ** 2))
-            for j in range(1, len(kernels))]
-
-
-def _width_stats(dw):
-    w = dw.weight.data(dw.weight.list_ctx()[0])
-    core, mids, k = _crop(mx.nd, w, dw.kernels[0], dw.kernels[-1]), dw.mids, dw.kernels[0]
-    return [float(_sum_squares(mx.nd, core[mids[j - 1]:mids[j]]).asscalar()) / ((mids[j] - mids[j - 1]) * k * k)
-            for j in range(1, len(mids))]
+    crops, groups = ([float(v.asscalar()) for v in part] for part in sums_of_squares(mx.nd, w, dw.kernels, dw.mids))
+    return mean_squares(crops, groups, dw.kernels, dw.mids)
 
 
 # ----- the network it computes ----------------------------------------------------------------------

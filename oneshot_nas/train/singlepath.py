@@ -58,9 +58,8 @@ class RuntimeModel:
 
     def range(self):
         """(smallest, largest) cost over the architectures the superkernel can express."""
-        lo = self.fixed + float(self.tables.min(axis=(1, 2)).sum())
-        hi = self.fixed + float(self.tables.max(axis=(1, 2)).sum())
-        return lo, hi
+        space = self.layout.space
+        return self.costs.extremes(self.metric, space.gene_choices(blocks=self.layout.block_ids))
 
 
 def one_hot(coefficients, ctx):
