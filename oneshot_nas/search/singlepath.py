@@ -12,6 +12,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..cost.model import format_value
 from ..errors import UserError
 from ..nn.superkernel import Layout, SuperkernelNet
 from ..runs.rundir import RunDir, read_jsonl
@@ -70,7 +71,8 @@ class SinglePathOptions:
 
 
 def _show(value, metric):
-    return f"{value:.4g} ms" if metric == "latency_ms" else f"{value / 1e6:.4g}M {metric}"
+    """A cost in messages: the cost model's format, counts followed by their name (0.3M macs)."""
+    return format_value(value, metric) + ("" if metric == "latency_ms" else f" {metric}")
 
 
 class _Stopped(Exception):
