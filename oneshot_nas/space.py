@@ -8,7 +8,7 @@ channels, stride, activation and SE.
 import json
 import numbers
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
@@ -110,6 +110,10 @@ class SearchSpace:
     # last layers) compute at `edge_bits` (32: float)
     bit_widths: tuple = ()
     edge_bits: int = 8
+    # SE as a searchable operation (the Single-Path NAS journal version's): with `se` set, every
+    # position may have an SE module or not, one gene per position; without it SE sits where `se`
+    # puts it (stages 3 and 4)
+    se_search: bool = False
 
     def __post_init__(self):
         for name in ("stage_repeats", "stage_channels", "blocks", "channel_scales", "bit_widths"):
@@ -157,6 +161,10 @@ class SearchSpace:
             bad(f"bit widths must be strictly increasing, got {self.bit_widths}")
         if isinstance(self.edge_bits, bool) or self.edge_bits not in tuple(range(2, 17)) + (FLOAT_BITS,):
             bad(f"edge_bits must be an integer from 2 to 16, or {FLOAT_BITS} for float, got {self.edge_bits}")
+        if not isinstance(self.se_search, bool):
+            bad(f"se_search must be true or false, got {self.se_search!r}")
+        if self.se_search and not self.se:
+            bad("se_search decides where the SE modules of a space with SE go: set se true as well")
         if self.edge_bits != 8 and not self.bit_widths:
             bad("edge_bits sets the stem's and the head's precision of a quantized space: give bit_widths too")
         narrowest = min(p.c_out for p in self.positions)
@@ -167,7 +175,9 @@ class SearchSpace:
     # ----- derived structure -------------------------------------------------------------------
     @cached_property
     def positions(self):
-        """The searchable blocks in order, each with its fixed context."""
+        """The searchable blocks in order, each with its fixed context. In a space that searches SE
+        (`se_search`) a position's `se` says that it may have one; an architecture's own positions
+        (Architecture.positions) say whether it has."""
         out, size, c_in, index = [], conv_out_size(self.input_size, 2), self.first_conv, 0
         in_act = self.stem_act
         for stage, (repeats, c_out) in enumerate(zip(self.stage_repeats, self.stage_channels)):
@@ -175,7 +185,7 @@ class SearchSpace:
             for r in range(repeats):
                 stride = 2 if r == 0 else 1
                 out.append(Position(index, stage, c_in, c_out, stride, size, act,
-                                    self.se and stage >= 2, in_act))
+                                    self.se_search or (self.se and stage >= 2), in_act))
                 size, c_in, index, in_act = conv_out_size(size, stride), c_out, index + 1, act
         return tuple(out)
 
@@ -272,9 +282,12 @@ class SearchSpace:
     @cached_property
     def gene_groups(self):
         """(GeneGroup, ...) in gene order: the block ids, the channel ids, then the optional groups
-        this space has (the weight and the activation bit-width ids of a quantized space)."""
+        this space has (SE off/on of a space that searches SE, the weight and the activation
+        bit-width ids of a quantized space)."""
         groups = [GeneGroup("blocks", "B", "block", self.blocks, "block_names"),
                   GeneGroup("channels", "C", "channel", self.channel_scales, "scales")]
+        if self.se_search:
+            groups.append(GeneGroup("se", "S", "SE", (False, True), "se_on"))
         if self.bit_widths:
             groups += [GeneGroup("wbits", "W", "weight bit-width", self.bit_widths, "weight_bits"),
                        GeneGroup("abits", "A", "activation bit-width", self.bit_widths, "activation_bits")]
@@ -354,7 +367,7 @@ class GeneGroup:
 
 
 # optional space fields, left out of its dict (and its files) at their defaults
-OPTIONAL_FIELDS = ("bit_widths", "edge_bits")
+OPTIONAL_FIELDS = ("bit_widths", "edge_bits", "se_search")
 
 
 def mid_channels(c_out, scale):
@@ -380,6 +393,9 @@ PRESETS = {
 }
 # the tiny spaces with mixed-precision genes: 2, 3, 4 or 8 bits per position (docs/quantization.md)
 PRESETS.update({f"{name}-q": PRESETS[name].derive(f"{name}-q", bit_widths=(2, 3, 4, 8)) for name in ("tiny", "tiny4")})
+# SE searched at every position (docs/singlepath.md#se-as-a-searchable-operation)
+PRESETS["oneshot+se"] = PRESETS["oneshot+"].derive("oneshot+se", se_search=True)
+PRESETS["tiny4-se"] = PRESETS["tiny4"].derive("tiny4-se", se_search=True)
 
 
 def get_space(name):
@@ -395,12 +411,14 @@ def get_space(name):
 
 @dataclass(frozen=True)
 class Architecture:
-    """One network of a space: a block id and a channel-scale id per position, and for a quantized
-    space a weight and an activation bit-width id per position. Immutable, hashable.
+    """One network of a space: a block id and a channel-scale id per position, for a quantized
+    space a weight and an activation bit-width id per position, and for a space that searches SE an
+    SE gene per position. Immutable, hashable.
 
     Its canonical string (`str(arch)`) is filename-safe and names the net in logs, files and JSON:
     ``oneshot+_B0031-1100-20211020-2132_C6535-2634-25754674-4543`` (stages separated by '-'); a
-    quantized space's adds one part per bit group, e.g. ``tiny4-q_B0-1-1-0_C8-6-7-6_W3-3-2-1_A3-3-3-2``.
+    quantized space's adds one part per bit group, e.g. ``tiny4-q_B0-1-1-0_C8-6-7-6_W3-3-2-1_A3-3-3-2``,
+    and a space that searches SE one part of SE genes (0 off, 1 on): ``tiny4-se_B0-1-1-0_C8-6-7-6_S1-0-0-1``.
     Every gene group of the space (SearchSpace.gene_groups) is one field here; a group the space
     does not have is an empty tuple.
     """
@@ -409,6 +427,7 @@ class Architecture:
     channels: tuple = field(default=())
     wbits: tuple = field(default=())
     abits: tuple = field(default=())
+    se: tuple = field(default=())
 
     def __post_init__(self):
         object.__setattr__(self, "space", get_space(self.space))
@@ -442,6 +461,22 @@ class Architecture:
     def replace(self, **ids):
         """This architecture with some gene groups replaced, e.g. arch.replace(wbits=(3,) * n)."""
         return Architecture(self.space, **{**self.gene_ids(), **ids})
+
+    @property
+    def se_flags(self):
+        """Whether each position has an SE module: its SE gene in a space that searches SE, else
+        where the space puts SE."""
+        if not self.se:
+            return tuple(p.se for p in self.space.positions)
+        return tuple(self.space.gene_group("se").values[i] for i in self.se)
+
+    @property
+    def positions(self):
+        """The space's positions as this network has them (with SE or without: `se_flags`): what
+        every block of a network of this architecture is built from."""
+        if not self.se:
+            return self.space.positions
+        return tuple(p if p.se == on else replace(p, se=on) for p, on in zip(self.space.positions, self.se_flags))
 
     @property
     def mids(self):

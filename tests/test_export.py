@@ -28,7 +28,7 @@ def saved_subnet(folder, space="tiny", seed=0):
     return net, save_model(net, folder / "net.params", {"note": "test"})
 
 
-@pytest.mark.parametrize("space", ["tiny", "tiny-plain"])
+@pytest.mark.parametrize("space", ["tiny", "tiny-plain", "tiny-sesearch"])
 @pytest.mark.parametrize("merge_bn", [False, True])
 def test_every_float_export_reproduces_the_network(tmp_path, space, merge_bn):
     net, path = saved_subnet(tmp_path, space)

@@ -12,11 +12,13 @@ from oneshot_nas.nn.subnet import SubNet
 from tests.test_space import random_arch
 
 TINY = get_space("tiny")
-# SE + hard-swish on and off, both last blocks (the tiny preset is SE + MobileNetV3 head)
+# SE + hard-swish on and off, both last blocks (the tiny preset is SE + MobileNetV3 head), and SE
+# searched (an SE gene per position)
 SPACES = {"tiny": TINY,
           "tiny-plain": TINY.derive("tiny-plain", se=False, last_block="original", dropout=0.1),
           "tiny-se-orig": TINY.derive("tiny-se-orig", last_block="original"),
-          "tiny-mv3": TINY.derive("tiny-mv3", se=False)}
+          "tiny-mv3": TINY.derive("tiny-mv3", se=False),
+          "tiny-sesearch": TINY.derive("tiny-sesearch", se_search=True)}
 
 
 def inputs(space, n=4, seed=0):

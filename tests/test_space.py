@@ -35,7 +35,7 @@ def test_preset_topology(name):
         else:
             assert p.c_in == p.c_out and p.main_in == p.main_out == p.c_out // 2
         assert p.act == ("relu" if p.stage == 0 or not space.se else "hard_swish")
-        assert p.se == (space.se and p.stage >= 2)
+        assert p.se == (space.se_search or (space.se and p.stage >= 2))   # (SE may sit there)
     assert space.final_size == -(-space.input_size // 32)
 
 

@@ -10,6 +10,7 @@ File format (a contract with the search; extra keys may be added, these never ch
      "space_config": {...}, "device": "cpu" | "gpu(0)", "batch_size": int, "dtype": "float32",
      "unit": "ms", "stem_ms": float, "head_ms": float,
      "blocks_ms": [[[ms per channel id] per block id] per position]}
+In a space that searches SE (`se_search`) each channel id's entry is [ms without SE, ms with SE].
 A measured table adds (extra keys): "protocol" (Protocol.to_dict(): how every part was timed),
 "threads_env" (the thread settings MXNet ran with), "call_overhead_ms", "signatures", "calibration"
 ({"archs", "seed", "fit", "scale", "offset_ms"}; the offset is folded into stem_ms), "measured_at".
@@ -104,6 +105,13 @@ def thread_settings():
     return {name: os.environ.get(name) for name in THREAD_VARIABLES}
 
 
+def timed_groups(space):
+    """The gene groups a latency table has an axis for, in gene order: the block, the width and,
+    in a space that searches SE, whether SE runs (bit widths have none: a fake-quantized network's
+    time is not a quantized network's latency)."""
+    return tuple(g for g in space.gene_groups if g.name in ("blocks", "channels", "se"))
+
+
 def default_path(space, device="cpu", batch_size=1):
     """cache_dir()/latency/<space_key>-<device>-bs<N>.json (device 'gpu(0)' is written gpu0)."""
     tag = device.replace("(", "").replace(")", "")
@@ -118,11 +126,13 @@ class LatencyTable:
         self.space = get_space(space)
         self.device, self.batch_size, self.dtype = device, int(batch_size), dtype
         self.stem_ms, self.head_ms = float(stem_ms), float(head_ms)
-        self.blocks_ms = np.asarray(blocks_ms, dtype=np.float64)   # (positions, blocks, scales)
-        expected = (self.space.num_positions, self.space.num_blocks, self.space.num_scales)
+        self.blocks_ms = np.asarray(blocks_ms, dtype=np.float64)   # (positions, blocks, scales[, SE])
+        self.groups = timed_groups(self.space)
+        expected = (self.space.num_positions,) + tuple(g.size for g in self.groups)
         if self.blocks_ms.shape != expected:
+            axes = ", ".join(["positions"] + [g.name for g in self.groups])
             raise UserError(f"a latency table of space {self.space.name!r} needs blocks_ms of shape "
-                            f"{expected} (positions, blocks, scales), got {self.blocks_ms.shape}")
+                            f"{expected} ({axes}), got {self.blocks_ms.shape}")
         self.extra = dict(extra or {})
         self._rows = np.arange(self.space.num_positions)
 
@@ -139,12 +149,16 @@ class LatencyTable:
             raise UserError(f"architecture {arch} is of space {arch.space.name!r}, but this latency "
                             f"table was measured for {self.space.name!r}")
         return self.stem_ms + self.head_ms + float(
-            self.blocks_ms[self._rows, list(arch.blocks), list(arch.channels)].sum())
+            self.blocks_ms[(self._rows,) + tuple(list(getattr(arch, g.name)) for g in self.groups)].sum())
 
-    def predict_many(self, blocks, channels):
-        """Predicted ms of many architectures: `blocks`, `channels` are (N, positions) id arrays."""
+    def predict_many(self, blocks, channels, se=None):
+        """Predicted ms of many architectures: `blocks`, `channels` (and in a space that searches
+        SE, `se`) are (N, positions) id arrays."""
+        ids = (blocks, channels) + ((se,) if len(self.groups) > 2 else ())
+        if len(self.groups) > 2 and se is None:
+            raise ValueError(f"space {self.space.name!r} searches SE: give its SE ids too")
         return self.stem_ms + self.head_ms + self.blocks_ms[
-            self._rows, np.asarray(blocks), np.asarray(channels)].sum(axis=1)
+            (self._rows,) + tuple(np.asarray(i) for i in ids)].sum(axis=1)
 
     def fastest_blocks(self, keep):
         """HURRICANE's candidates for this device: at each position the `keep` block choices with
@@ -152,7 +166,7 @@ class LatencyTable:
         if not 1 <= keep <= self.space.num_blocks:
             raise UserError(f"--device-blocks {keep}: keep 1 to {self.space.num_blocks} of the "
                             f"{self.space.num_blocks} block choices per position", settings="device_blocks")
-        mean = self.blocks_ms.mean(axis=2)
+        mean = self.blocks_ms.reshape(self.blocks_ms.shape[:2] + (-1,)).mean(axis=2)
         return [tuple(sorted(np.argsort(row, kind="stable")[:keep].tolist())) for row in mean]
 
     # ----- files --------------------------------------------------------------------------------

@@ -85,8 +85,8 @@ def _latency(c, costs, part):
     if costs.latency is None:
         return None
     table = costs.latency
-    if part == "blocks":    # per (position, block, scale): the same for every value of further genes
-        return table.blocks_ms.reshape(table.blocks_ms.shape + (1,) * (np.ndim(c["macs"]) - 3))
+    if part == "blocks":    # per (position, block, scale[, SE]): the same for every value of further genes
+        return table.blocks_ms.reshape(table.blocks_ms.shape + (1,) * (np.ndim(c["macs"]) - table.blocks_ms.ndim))
     return table.stem_ms + table.head_ms
 
 

@@ -33,7 +33,7 @@ def block_details(arch):
     space = arch.space
     details = {"stem": f"3x3 conv s2, {space.first_conv} ch",
                "head": f"{space.last_block} last block, {space.last_conv} ch, FC {space.num_classes}"}
-    for p, name, scale, mid in zip(space.positions, arch.block_names, arch.scales, arch.mids):
+    for p, name, scale, mid in zip(arch.positions, arch.block_names, arch.scales, arch.mids):
         details[f"p{p.index}"] = f"{name} x{scale:g} (mid {mid}{', SE' if p.se else ''})"
     return details
 

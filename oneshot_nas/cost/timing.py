@@ -3,7 +3,8 @@ end, and the table's prediction error.
 
 Every part runs as a hybridized block (static graph) on random input. Positions with the same
 context (c_in, c_out, stride, input size, activation, SE) run identical candidates, so each such
-signature is measured once and shared (8 signatures in the presets, not 20 positions).
+signature is measured once and shared (8 signatures in the presets, not 20 positions). In a space
+that searches SE every candidate is timed without and with its SE module.
 
 The protocol (`Protocol` in cost/latency.py, recorded in the table) is built for a shared CPU,
 where other processes add time in bursts but never take any away:
@@ -25,6 +26,7 @@ fitted to them (`calibrate_table`): by default measured = offset + scale x sum o
 squares), which also absorbs whatever the per-call overhead left over, since every network of a
 space has the same number of parts; `fit="scale"` keeps the earlier median ratio.
 """
+import dataclasses
 import gc
 import logging
 import statistics
@@ -38,7 +40,7 @@ from ..errors import UserError
 from ..nn.blocks import ChoiceBlock, Head, Stem
 from ..nn.subnet import SubNet
 from ..space import Architecture, get_space
-from .latency import FITS, LatencyTable, Protocol, thread_settings
+from .latency import FITS, LatencyTable, Protocol, thread_settings, timed_groups
 
 log = logging.getLogger(__name__)
 CALIBRATION_SEED = 1_000_003   # calibration networks never coincide with a report's (seeded 0, 1, ...)
@@ -153,21 +155,23 @@ def measure_table(space, ctx=None, batch_size=1, protocol=None, progress=False, 
         groups.setdefault(signature(p), []).append(p.index)
     items = [_built(_Identity(), (n, 3, size, size), ctx), _built(Stem(space), (n, 3, size, size), ctx),
              _built(Head(space), (n, space.stage_channels[-1], space.final_size, space.final_size), ctx)]
-    where = []
+    where, se_values = [], space.gene_group("se").values if space.se_search else (None,)
     for indices in groups.values():
-        p = space.positions[indices[0]]
         for b, choice in enumerate(space.block_choices):
             for c in range(space.num_scales):
-                items.append(_built(ChoiceBlock(choice, p, space.mid(p.index, c)),
-                                    (n, p.c_in, p.in_size, p.in_size), ctx))
-                where.append((indices, b, c))
+                for k, se in enumerate(se_values):      # (with and without SE, if it is searched)
+                    p = space.positions[indices[0]]
+                    p = p if se is None else dataclasses.replace(p, se=se)
+                    items.append(_built(ChoiceBlock(choice, p, space.mid(p.index, c)),
+                                        (n, p.c_in, p.in_size, p.in_size), ctx))
+                    where.append((indices, b, c) + (() if se is None else (k,)))
     bar = _progress(len(items) * protocol.rounds, progress, f"latency {space.name}")
     overhead, stem, head, *parts = time_items(items, protocol, bar)
     if bar:
         bar.close()
-    blocks = np.zeros((space.num_positions, space.num_blocks, space.num_scales))
-    for (indices, b, c), ms in zip(where, parts):
-        blocks[indices, b, c] = max(ms - overhead, 0.0)
+    blocks = np.zeros((space.num_positions,) + tuple(g.size for g in timed_groups(space)))
+    for (indices, *cell), ms in zip(where, parts):
+        blocks[(indices, *cell)] = max(ms - overhead, 0.0)
     log.info("latency table of %s on %s: %d signatures for %d positions, call overhead %.3f ms",
              space.name, device_name(ctx), len(groups), space.num_positions, overhead)
     extra = {"call_overhead_ms": overhead, "signatures": len(groups), "protocol": protocol.to_dict(),
@@ -184,8 +188,8 @@ def measure_table(space, ctx=None, batch_size=1, protocol=None, progress=False, 
 def calibration_archs(space, count):
     """The `count` random networks a table of `space` is calibrated on (their own seed)."""
     rng, space = np.random.default_rng(CALIBRATION_SEED), get_space(space)
-    return [Architecture(space, rng.integers(0, space.num_blocks, space.num_positions).tolist(),
-                         rng.integers(0, space.num_scales, space.num_positions).tolist())
+    return [Architecture(space, **{g.name: rng.integers(0, g.size, space.num_positions).tolist()
+                                   for g in space.gene_groups})
             for _ in range(count)]
 
 

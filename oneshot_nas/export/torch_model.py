@@ -119,7 +119,7 @@ class TorchSubNet(nn.Module):
         self.stem = ConvUnit(spec(recipe.stem(space)))
         self.features = nn.Sequential(*(
             ChoiceBlock(space.block_choices[b], p, mid, fold_bn)
-            for p, b, mid in zip(space.positions, arch.blocks, arch.mids)))
+            for p, b, mid in zip(arch.positions, arch.blocks, arch.mids)))
         self.head = Head(space, fold_bn)
 
     def forward(self, x):

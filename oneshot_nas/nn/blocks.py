@@ -5,6 +5,7 @@ width `mid` with parameters for `max_mid`: the subnet builds each block at its o
 (mid == max_mid); the supernet owns each candidate at its widest and runs it through one block per
 width that shares those parameters (`width_view`), each a fixed graph it can hybridize.
 """
+from dataclasses import replace
 from types import SimpleNamespace
 
 from mxnet.gluon import HybridBlock, nn
@@ -54,17 +55,22 @@ class ChoiceBlock(HybridBlock):
             self.se = (SqueezeExcite(recipe.se_layers(position.main_out, position.act), precision, prefix="se_")
                        if position.se else None)
 
-    def width_view(self, mid, precision=None, **hybridize):
-        """A block computing at width `mid` (and at `precision`, for a quantized block) on this
-        block's own parameters (made once per width and precision, hybridized with `hybridize` if
-        given); this block itself at its own width and precision."""
+    def width_view(self, mid, precision=None, se=None, **hybridize):
+        """A block computing at width `mid` (at `precision`, for a quantized block, and without its
+        SE module if `se` is False) on this block's own parameters (made once per width, precision
+        and SE, hybridized with `hybridize` if given); this block itself at its own width and
+        precision, with its SE."""
         precision = precision or self.precision
-        if mid == self.mid and precision == self.precision:
+        se = self.position.se if se is None else se
+        if se and not self.position.se:
+            raise ValueError(f"{self.name} has no SE module to run")
+        if mid == self.mid and precision == self.precision and se == self.position.se:
             return self
-        key = (mid, precision)
+        key = (mid, precision, se)
         if key not in self._views.by_mid:
             shared = self.collect_params()
-            view = ChoiceBlock(self.choice, self.position, mid, self.momentum, self.fold_bn, self.max_mid,
+            position = self.position if se == self.position.se else replace(self.position, se=se)
+            view = ChoiceBlock(self.choice, position, mid, self.momentum, self.fold_bn, self.max_mid,
                                precision, prefix=self.prefix, params=shared)
             own = [p for name, p in view.collect_params().items() if name not in shared]
             contexts = next(iter(shared.values())).list_ctx()

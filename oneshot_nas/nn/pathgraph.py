@@ -23,7 +23,7 @@ from mxnet import autograd
 from .. import recipe
 from ..errors import UserError
 from .blocks import ChoiceBlock, Head, Stem
-from .subnet import SubNet
+from .subnet import SubNet, paired_params
 from .supernet import SuperNet
 
 
@@ -46,10 +46,7 @@ class _Piece:
         index = {name: i for i, name in enumerate(internals.list_outputs())}   # (by name is O(n))
         names = [symbol.list_outputs()[0]] + [f"{n}_{k}" for k in ("mean", "var") for n, *_ in self.bns]
         self.symbol = mx.sym.Group([internals[index[n]] for n in names])
-        src, dst = list(source.collect_params().values()), list(block.collect_params().values())
-        if len(src) != len(dst):
-            raise ValueError(f"{source.name} has {len(src)} parameters but {block.name} has {len(dst)}")
-        self.params = [(d.name, s, d.shape) for s, d in zip(src, dst)]
+        self.params = [(d.name, s, d.shape) for s, d in paired_params(source, block)]
 
 
 class PathPieces:
@@ -85,9 +82,10 @@ class PathPieces:
         arch, sources = self.sources(arch)
         net, space = self.net, arch.space
         pieces = [self._get("stem", lambda: Stem(space, prefix="stem_"), net.stem)]
-        for p, (b, mid, q, source) in enumerate(zip(arch.blocks, arch.mids, recipe.path_precisions(arch), sources)):
-            pieces.append(self._get((p, b, mid, q), lambda: ChoiceBlock(
-                space.block_choices[b], space.positions[p], mid, precision=q, prefix=f"p{p}b{b}m{mid}_"), source))
+        for p, (b, mid, q, position, source) in enumerate(zip(arch.blocks, arch.mids, recipe.path_precisions(arch),
+                                                              arch.positions, sources)):
+            pieces.append(self._get((p, b, mid, q, position.se), lambda: ChoiceBlock(
+                space.block_choices[b], position, mid, precision=q, prefix=f"p{p}b{b}m{mid}_"), source))
         pieces.append(self._get("head", lambda: Head(space, prefix="head_"), net.head))
         return pieces
 

@@ -22,7 +22,7 @@ class SubNet(HybridBlock):
             self.stem = Stem(space, momentum, fold_bn, prefix="stem_")
             self.features = nn.HybridSequential(prefix="features_")
             with self.features.name_scope():
-                for p, b, mid, precision in zip(space.positions, arch.blocks, arch.mids,
+                for p, b, mid, precision in zip(arch.positions, arch.blocks, arch.mids,
                                                 recipe.path_precisions(arch)):
                     self.features.add(ChoiceBlock(space.block_choices[b], p, mid, momentum,
                                                   fold_bn, precision=precision, prefix=f"p{p.index}_"))
@@ -46,18 +46,29 @@ def extract_subnet(supernet, arch, ctx=None):
     return net
 
 
+def paired_params(source, target):
+    """[(source parameter, target parameter)] of two blocks of the same structure, paired by their
+    names below each block's prefix. Every parameter of `target` must have its pair; `source` may
+    have more only as the SE module of a block whose target runs without one (a path without SE)."""
+    src = {name[len(source.prefix):]: p for name, p in source.collect_params().items()}
+    dst = {name[len(target.prefix):]: p for name, p in target.collect_params().items()}
+    skip = ()
+    if getattr(source, "se", None) is not None and getattr(target, "se", None) is None:
+        skip = source.se.prefix[len(source.prefix):]        # the names of the source's SE parameters
+    missing = [name for name in dst if name not in src]
+    unused = [name for name in src if name not in dst and not (skip and name.startswith(skip))]
+    if missing or unused:
+        raise ValueError(f"{source.name} and {target.name} differ: {target.name} has {missing or 'no others'}, "
+                         f"{source.name} has {unused or 'no others'} besides")
+    return [(src[name], d) for name, d in dst.items()]
+
+
 def copy_prefix_weights(source, target, ctx):
     """Copy each parameter of block `source` into the same-role parameter of `target`, keeping the
-    leading channels along every axis (how elastic layers narrow)."""
-    src = list(source.collect_params().items())
-    dst = list(target.collect_params().items())
-    if len(src) != len(dst):
-        raise ValueError(f"{source.name} has {len(src)} parameters but {target.name} has {len(dst)}")
-    for (s_name, s), (d_name, d) in zip(src, dst):
-        if s_name[len(source.prefix):] != d_name[len(target.prefix):]:
-            raise ValueError(f"parameter order differs: {s_name} vs {d_name}")
+    leading channels along every axis (how elastic layers narrow); see paired_params."""
+    for s, d in paired_params(source, target):
         if any(a < b for a, b in zip(s.shape, d.shape)) or len(s.shape) != len(d.shape):
-            raise ValueError(f"cannot take {d.shape} out of {s_name} of shape {s.shape}")
+            raise ValueError(f"cannot take {d.shape} out of {s.name} of shape {s.shape}")
         data = s.data(s.list_ctx()[0])
         for axis, size in enumerate(d.shape):
             if data.shape[axis] != size:   # slice_axis, not slice: oneDNN's slice crashes on

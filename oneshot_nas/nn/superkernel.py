@@ -14,10 +14,14 @@ a sigmoid in the backward pass (straight-through): 1(log rms > u) forward, sigmo
 backward, with u = log(threshold) learned like any weight. Thresholds live on a log scale so one
 temperature and one learning rate suit every layer whatever its weights' scale.
 
+- SE (a space that searches SE, `se_search`): every position holds an SE module, used iff the
+  RMS of its two 1x1 convolutions' weights exceeds its threshold, as in the journal version. The
+  block's output is y + 1(SE) x (SE(y) - y): exactly y or SE(y) forward, and the threshold learns
+  from what SE would change. In a space that does not search SE, SE sits where the space puts it.
+
 SXB-3 is not a subset of an SNB superkernel (three depthwise/pointwise pairs, not one), so it has no
 place in one: a family gate would run both branches, the multi-path cost Single-Path NAS exists to
-avoid. This method searches the SNB-k choices of the space; SE stays as the space fixes it (our
-architectures carry no SE gene) and the space has no skip operation.
+avoid. This method searches the SNB-k choices of the space. The space has no skip operation.
 """
 import math
 
@@ -43,7 +47,7 @@ class Layout:
 
     def __init__(self, space):
         self.space = space = get_space(space)
-        extra = [g.name for g in space.gene_groups if g.name not in ("blocks", "channels")]
+        extra = [g.name for g in space.gene_groups if g.name not in ("blocks", "channels", "se")]
         if extra:
             raise UserError(f"space {space.name!r} also has {'/'.join(extra)} genes, which a superkernel "
                             "does not encode: Single-Path NAS searches float spaces (bit widths are searched "
@@ -52,6 +56,7 @@ class Layout:
         if not snb:
             raise UserError(f"space {space.name!r} has no SNB-k block: a superkernel encodes the "
                             f"kernel sizes of ShuffleNetV2 blocks (its blocks: {', '.join(space.blocks)})")
+        self.searches_se = space.se_search               # one SE decision per position
         self.kernels = tuple(k for k, _ in snb)          # ascending, e.g. (3, 5, 7)
         self.block_ids = tuple(b for _, b in snb)        # the block id of each kernel
         self.mids = space.mid_table                     # mids[p][c]: the width of channel id c
@@ -68,9 +73,11 @@ class Layout:
     def num_width_decisions(self):
         return self.space.num_scales - 1
 
-    def architecture(self, kernel_ids, width_ids):
-        """The Architecture of per-position kernel indices (into `kernels`) and channel ids."""
-        return Architecture(self.space, [self.block_ids[k] for k in kernel_ids], list(width_ids))
+    def architecture(self, kernel_ids, width_ids, se_ids=None):
+        """The Architecture of per-position kernel indices (into `kernels`), channel ids and, in a
+        space that searches SE, SE ids (0 off, 1 on)."""
+        se = {"se": list(se_ids)} if self.searches_se else {}
+        return Architecture(self.space, [self.block_ids[k] for k in kernel_ids], list(width_ids), **se)
 
 
 # ----- decisions ------------------------------------------------------------------------------------
@@ -133,6 +140,14 @@ def decide(F, weight, kernel_thresholds, width_thresholds, kernels, mids, temper
         log_rms = 0.5 * F.log((F.concat(*stats, dim=0) if len(stats) > 1 else stats[0]) + EPS)
         coefficients.append(cumulative(F, indicator(F, log_rms, thresholds, temperature), len(stats)))
     return tuple(coefficients)
+
+
+def decide_se(F, reduce_weight, expand_weight, threshold, temperature, sizes):
+    """The SE coefficient of one position: a (1,)-indicator of log-RMS of its weights over
+    `threshold` (`sizes`: the two weights' element counts)."""
+    squares = _sum_squares(F, F.BlockGrad(reduce_weight)) + _sum_squares(F, F.BlockGrad(expand_weight))
+    log_rms = 0.5 * F.log(squares / sum(sizes) + EPS)
+    return indicator(F, log_rms, threshold, temperature)
 
 
 def masked_kernel(F, weight, kernel_coef, kernels):
@@ -233,10 +248,28 @@ class SuperkernelBlock(HybridBlock):
             self.expand = ConvUnit(specs[0], momentum, prefix="expand_")
             self.depthwise = SuperDepthwise(layout, position, momentum, temperature, prefix="dw_")
             self.project = ConvUnit(specs[2], momentum, prefix="project_")
-            self.se = (SqueezeExcite(recipe.se_layers(position.main_out), prefix="se_")
+            self.se = (SqueezeExcite(recipe.se_layers(position.main_out, position.act), prefix="se_")
                        if position.se else None)
+            self.searches_se = layout.searches_se and position.se
+            if self.searches_se:
+                self.se_thresholds = self.params.get("se_thresholds", shape=(1,), init="zeros", wd_mult=0.0)
+        if self.searches_se:
+            # the SE decision reads the SE's own weights: registered here too (outside the name
+            # scope, so they stay the SE's parameters), hybrid_forward receives them
+            self.se_reduce_weight = self.se.reduce.conv.weight
+            self.se_expand_weight = self.se.expand.conv.weight
+            self.temperature = temperature
 
-    def hybrid_forward(self, F, x):
+    def se_params(self):
+        """(threshold, reduce weight, expand weight): what the SE decision is computed from."""
+        return self.se_thresholds, self.se.reduce.conv.weight, self.se.expand.conv.weight
+
+    def se_coefficient(self, F, se_thresholds, se_reduce_weight, se_expand_weight):
+        """The (1,)-indicator of this position's SE (decide_se)."""
+        sizes = [math.prod(p.shape) for p in (self.se.reduce.conv.weight, self.se.expand.conv.weight)]
+        return decide_se(F, se_reduce_weight, se_expand_weight, se_thresholds, self.temperature, sizes)
+
+    def hybrid_forward(self, F, x, se_thresholds=None, se_reduce_weight=None, se_expand_weight=None):
         if self.position.stride == 1:
             x = channel_shuffle(F, x)
             identity, x = F.split(x, num_outputs=2, axis=1)
@@ -245,7 +278,10 @@ class SuperkernelBlock(HybridBlock):
         if isinstance(y, (list, tuple)):
             y, kernel_coef = y[0], tuple(y[1:])
         y = self.project(y)
-        if self.se is not None:
+        if self.searches_se:        # y + 1(SE) x (SE(y) - y): y or SE(y) forward
+            coef = self.se_coefficient(F, se_thresholds, se_reduce_weight, se_expand_weight)
+            y = y + F.broadcast_mul(self.se(y) - y, coef.reshape((1, 1, 1, 1)))
+        elif self.se is not None:
             y = self.se(y)
         if self.position.stride == 2:
             identity = self.proj(x, *kernel_coef)
@@ -280,15 +316,17 @@ class SuperkernelNet(HybridBlock):
         return self.head(x)
 
     def decisions(self, ctx):
-        """Per position (kernel coefficients, width coefficients) as (1,)-NDArrays on `ctx`,
-        computed from the weights there (recorded when autograd is, so a loss on them trains the
-        thresholds and the weights)."""
+        """Per position (kernel coefficients, width coefficients, SE coefficients) as lists of
+        (1,)-NDArrays on `ctx` (SE: one, in a space that searches it, else none), computed from the
+        weights there (recorded when autograd is, so a loss on them trains the thresholds)."""
         out = []
         for block in self.blocks:
             dw = block.depthwise
             thresholds = [t.data(ctx) if t is not None else None
                           for t in (dw.kernel_thresholds, dw.width_thresholds)]
-            out.append(dw.coefficients(mx.nd, dw.weight.data(ctx), *thresholds))
+            se = ([block.se_coefficient(mx.nd, *(p.data(ctx) for p in block.se_params()))]
+                  if block.searches_se else [])
+            out.append(dw.coefficients(mx.nd, dw.weight.data(ctx), *thresholds) + (se,))
         return out
 
     def architecture(self, ctx=None):
@@ -296,9 +334,8 @@ class SuperkernelNet(HybridBlock):
         ctx = ctx or self.stem.collect_params().list_ctx()[0]
         with autograd.pause():
             decisions = self.decisions(ctx)
-        kernel_ids = [_count_on(k) for k, _ in decisions]
-        width_ids = [_count_on(w) for _, w in decisions]
-        return self.layout.architecture(kernel_ids, width_ids)
+        kernel_ids, width_ids, se_ids = ([_count_on(d[k]) for d in decisions] for k in range(3))
+        return self.layout.architecture(kernel_ids, width_ids, se_ids)
 
     def init_thresholds(self, fraction=0.5):
         """Every log-threshold at log(fraction x the statistic it is compared with), from the
@@ -308,7 +345,8 @@ class SuperkernelNet(HybridBlock):
                             f"initial weights' RMS), got {fraction}", settings="threshold_init")
         for block in self.blocks:
             dw = block.depthwise
-            for param, stats in zip((dw.kernel_thresholds, dw.width_thresholds), _mean_squares(dw)):
+            for param, stats in zip((dw.kernel_thresholds, dw.width_thresholds, _se_threshold(block)),
+                                    _mean_squares(dw) + (_se_mean_square(block),)):
                 if param is not None:
                     values = mx.nd.array([0.5 * math.log(s + EPS) + math.log(fraction) for s in stats])
                     param.set_data(values)
@@ -327,8 +365,9 @@ class SuperkernelNet(HybridBlock):
         for block in self.blocks:
             dw = block.depthwise
             row = {}
-            for name, param, stats in zip(("kernel", "width"), (dw.kernel_thresholds, dw.width_thresholds),
-                                          _mean_squares(dw)):
+            for name, param, stats in zip(("kernel", "width", "se"),
+                                          (dw.kernel_thresholds, dw.width_thresholds, _se_threshold(block)),
+                                          _mean_squares(dw) + (_se_mean_square(block),)):
                 if param is not None:
                     row[name] = [round(float(v), 5) for v in param.data(param.list_ctx()[0]).asnumpy()]
                     row[f"{name}_stat"] = [round(0.5 * math.log(s + EPS), 5) for s in stats]
@@ -339,6 +378,18 @@ class SuperkernelNet(HybridBlock):
 def _count_on(coefficients):
     """How many leading cumulative indicators are 1 (a kernel or channel id)."""
     return sum(int(round(float(c.asscalar()))) for c in coefficients)
+
+
+def _se_threshold(block):
+    return block.se_thresholds if block.searches_se else None
+
+
+def _se_mean_square(block):
+    """[the mean square of the SE weights] of a block that searches SE, else []."""
+    if not block.searches_se:
+        return []
+    weights = [p.data(p.list_ctx()[0]) for p in block.se_params()[1:]]
+    return [sum(float(mx.nd.sum(mx.nd.square(w)).asscalar()) for w in weights) / sum(w.size for w in weights)]
 
 
 def _mean_squares(dw):
@@ -369,7 +420,7 @@ def extract_subnet(net, arch=None, ctx=None):
         copy_prefix_weights(block.expand, main[0], ctx)
         _copy_depthwise(block.depthwise.weight, block.depthwise.bn, main[1], k, full, ctx)
         copy_prefix_weights(block.project, main[2], ctx)
-        if block.se is not None:
+        if target.se is not None:
             copy_prefix_weights(block.se, target.se, ctx)
         if block.proj is not None:
             proj = list(target.proj)

@@ -46,10 +46,12 @@ class SuperNet(gluon.Block):
         return [row[b] for row, b in zip(self.candidates, arch.blocks)]
 
     def path_blocks(self, arch):
-        """The blocks `arch` runs, one per position, each at the path's width (and bit widths)."""
+        """The blocks `arch` runs, one per position, each at the path's width (and bit widths, and
+        with or without SE)."""
         arch = arch or self.default_arch
-        return [block.width_view(mid, precision, **(self._hybridize or {}))
-                for block, mid, precision in zip(self.path_candidates(arch), arch.mids, recipe.path_precisions(arch))]
+        return [block.width_view(mid, precision, position.se, **(self._hybridize or {}))
+                for block, mid, precision, position in zip(self.path_candidates(arch), arch.mids,
+                                                           recipe.path_precisions(arch), arch.positions)]
 
     def forward(self, x, arch=None):
         x = self.stem(x)

@@ -6,7 +6,8 @@ of the (block, width) table, and with the relaxed decisions R is differentiable:
 
     R = fixed + sum_p  P_kernel(p)^T  T_p  P_width(p)
 
-where T_p[j, c] is the cost of the SNB block of the j-th kernel size at width c, and the "one-hot"
+where T_p[j, c] is the cost of the SNB block of the j-th kernel size at width c (in a space that
+searches SE, T_p mixes the tables without and with SE by P_se = [1 - c_se, c_se]), and the "one-hot"
 vectors are made of the cumulative decisions c_1 >= c_2 >= ... (P_0 = 1 - c_1, P_j = c_j - c_(j+1),
 P_last = c_last). With hard decisions (the forward values) R is exactly the table's sum for the
 architecture the network computes; its gradient flows through the same sigmoids as the network's.
@@ -34,7 +35,8 @@ class RuntimeModel:
         if costs.space != layout.space:
             raise ValueError("the cost model and the superkernel network are of different spaces")
         self.metric, self.layout, self.costs = metric, layout, costs
-        self.tables = costs.array[..., m][:, list(layout.block_ids), :]       # (positions, kernels, widths)
+        tables = costs.array[..., m][:, list(layout.block_ids)]     # (positions, kernels, widths[, SE])
+        self.tables = tables.reshape(tables.shape[:3] + (-1,))       # (positions, kernels, widths, SE or 1)
         self.fixed = float(costs.fixed[m])
         self._on = {}
 
@@ -46,9 +48,11 @@ class RuntimeModel:
     def __call__(self, decisions, ctx):
         """R as a (1,)-NDArray on `ctx` from SuperkernelNet.decisions(ctx)."""
         total = None
-        for (kernel_coef, width_coef), table in zip(decisions, self._tables(ctx)):
-            pk, pw = one_hot(kernel_coef, ctx), one_hot(width_coef, ctx)
-            r = mx.nd.dot(mx.nd.dot(pk.reshape((1, -1)), table), pw.reshape((-1, 1))).reshape((1,))
+        for (kernel_coef, width_coef, se_coef), table in zip(decisions, self._tables(ctx)):
+            pk, pw, ps = (one_hot(c, ctx) for c in (kernel_coef, width_coef, se_coef))
+            k, w, se = table.shape
+            r = mx.nd.dot(pk.reshape((1, -1)), table.reshape((k, w * se))).reshape((w, se))
+            r = mx.nd.dot(mx.nd.dot(pw.reshape((1, -1)), r), ps.reshape((-1, 1))).reshape((1,))
             total = r if total is None else total + r
         return total + self.fixed
 
@@ -130,7 +134,8 @@ class SinglePathTask(SubnetTask):
         return {"epoch": epoch, "arch": str(arch), "cost": self.runtime.of(arch), "metric": self.runtime.metric,
                 "lambda": self.lam, "ce": sums[0] / max(sums[1], 1), "runtime": sums[2] / max(sums[3], 1),
                 "kernels": [self.space.block_choices[b].kernel for b in arch.blocks],
-                "channels": list(arch.channels), "thresholds": self.net.thresholds()}
+                "channels": list(arch.channels), **({"se": list(arch.se)} if arch.se else {}),
+                "thresholds": self.net.thresholds()}
 
     def validate(self, epoch, val_batches, contexts, workers, max_images, batch_size):
         arch = self.net.architecture()
