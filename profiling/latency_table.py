@@ -97,7 +97,8 @@ def main(argv=None):
             print(f"saved the latency table of {space.name} on {table.device}, batch "
                   f"{table.batch_size}, to {path}")
         widest = Architecture.largest(space)
-        narrowest = Architecture(space, widest.blocks, [0] * space.num_positions)
+        none = (0,) * space.num_positions     # (the narrowest width, and no SE where SE is searched)
+        narrowest = widest.replace(channels=none, **({"se": none} if space.se_search else {}))
         print(f"  stem {table.stem_ms:.3f} ms, head {table.head_ms:.3f} ms, blocks "
               f"{table.blocks_ms.min():.3f}..{table.blocks_ms.max():.3f} ms; predicted: widest "
               f"net {table.predict_ms(widest):.2f} ms, narrowest {table.predict_ms(narrowest):.2f} ms")

@@ -79,7 +79,7 @@ def for_space(space, choices, costs):
     an indicator per (position, block) and (position, width), MACs in millions (`costs`, a
     CostModel) and each stage's mean width scale, every feature named for the explanation."""
     labels = {"blocks": [f"{c.family}-{c.kernel}" for c in space.block_choices],
-              "channels": [f"x{scale}" for scale in space.channel_scales]}
+              "channels": [f"x{scale}" for scale in space.channel_scales], "se": ["no SE", "SE"]}
     names, values = [], []
     for group in space.gene_groups:
         for p in range(space.num_positions):
