@@ -115,6 +115,30 @@ def test_paths_share_traced_parts_and_still_differ(supernet, rng):
     np.testing.assert_array_equal(fresh.predict(x).asnumpy(), outs[1])
 
 
+@pytest.mark.parametrize("contexts", CONTEXTS, ids=["1-ctx", "2-ctx"])
+def test_a_search_shares_weight_copies_and_computes_what_fresh_graphs_compute(supernet, contexts, rng):
+    """Frozen pieces (a search) keep their weight copies for every later path; each path still
+    calibrates its own statistics, and the supernet is never written."""
+    before = {k: p.data().asnumpy() for k, p in supernet.collect_params().items()}
+    a = random_arch(supernet.space, rng)
+    b = a.replace(channels=a.channels[:10] + tuple((c + 3) % 10 for c in a.channels[10:]))
+    x, y = (mx.nd.array(rng.normal(size=(8, 3, 32, 32))) for _ in range(2))
+    frozen = PathPieces(supernet, frozen=True)
+    for arch, data in ((a, x), (b, y), (a, y), (b, x)):
+        shared = PathGraph(supernet, arch, contexts, frozen)
+        shared.calibrate([data])
+        fresh = PathGraph(supernet, arch, contexts)
+        fresh.calibrate([data])
+        np.testing.assert_array_equal(shared.predict(x).asnumpy(), fresh.predict(x).asnumpy())
+    first, second = (PathGraph(supernet, a, contexts, frozen) for _ in range(2))
+    weight = next(name for name in first.inputs if name.endswith("weight"))
+    assert all(first.arrays[c][weight] is second.arrays[c][weight] for c in contexts)
+    mean = first.bns[0][0]
+    assert all(first.arrays[c][mean] is not second.arrays[c][mean] for c in contexts)
+    for k, p in supernet.collect_params().items():
+        np.testing.assert_array_equal(p.data().asnumpy(), before[k], err_msg=k)
+
+
 def test_a_subnet_is_its_own_path_and_counts_top_k(rng):
     arch = random_arch("tiny", rng)
     net = SubNet(arch)

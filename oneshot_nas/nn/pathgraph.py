@@ -47,22 +47,35 @@ class _Piece:
         names = [symbol.list_outputs()[0]] + [f"{n}_{k}" for k in ("mean", "var") for n, *_ in self.bns]
         self.symbol = mx.sym.Group([internals[index[n]] for n in names])
         self.params = [(d.name, s, d.shape) for s, d in paired_params(source, block)]
+        self.kept = {}      # (name, contexts) -> {ctx: weight copy}, kept by frozen PathPieces
 
 
 class PathPieces:
     """The parts of the paths of one network (a SuperNet, or a SubNet whose one path is itself),
     each traced once and reused by every path that contains it (a search revisits the same blocks
     at the same widths all the time; training validation scores the same ones every epoch). Any
-    other HybridBlock (a reference net, nn/plain.py) is one piece, its own only path."""
+    other HybridBlock (a reference net, nn/plain.py) is one piece, its own only path.
 
-    def __init__(self, net):
+    With `frozen` (a search: the network no longer trains), each piece also keeps the copies of
+    its weights it was first given, per context, and every later path shares them; only the
+    BatchNorm statistics, which each path calibrates for itself, are copied per path."""
+
+    def __init__(self, net, frozen=False):
         if not isinstance(net, (SuperNet, SubNet, mx.gluon.HybridBlock)):
             raise TypeError(f"path graphs are made of a SuperNet, a SubNet or another HybridBlock, "
                             f"not {type(net).__name__}")
         if isinstance(net, SubNet) and net.fold_bn:
             raise ValueError("a merged-BN SubNet has no BatchNorm to score a path with; use the original")
-        self.net, self._cache = net, {}
+        self.net, self._cache, self.frozen = net, {}, frozen
+        self._contexts = None
         self.whole = not isinstance(net, (SuperNet, SubNet))
+
+    def contexts(self):
+        """The contexts the network's parameters live on, looked up once (collect_params walks
+        every block of a supernet: tens of milliseconds, more than composing a path)."""
+        if self._contexts is None:
+            self._contexts = self.net.collect_params().list_ctx()
+        return self._contexts
 
     def sources(self, arch):
         """(arch, the net's blocks on the path, one per position): their parameters are cut to the
@@ -104,7 +117,7 @@ class PathGraph:
     def __init__(self, net, arch=None, contexts=None, pieces=None):
         pieces = pieces or PathPieces(net)
         self.net = net
-        self.contexts = list(contexts or net.collect_params().list_ctx())
+        self.contexts = list(contexts or pieces.contexts())
         self.pieces = pieces.path(arch)
         x, means, inv_stds, self.bns = mx.sym.var("data"), [], [], []
         for piece in self.pieces:
@@ -117,7 +130,7 @@ class PathGraph:
         group = mx.sym.Group(outputs)
         self.op = mx.nd.CachedOp(group)
         self.inputs = group.list_inputs()
-        self.arrays = _path_arrays(self.pieces, net, self.contexts)
+        self.arrays = _path_arrays(self.pieces, pieces.contexts()[0], self.contexts, pieces.frozen)
         self.dtype = self.arrays[self.contexts[0]][self.pieces[0].params[0][0]].dtype   # the stem weight's
         self.channels = [self.arrays[self.contexts[0]][m].shape[0] for m, _, _ in self.bns]
         self.eps = np.repeat([e for *_, e in self.bns], self.channels)
@@ -200,22 +213,30 @@ class PathGraph:
                 sources[name].set_data(arrays[name])
 
 
-def _path_arrays(pieces, net, contexts):
+def _path_arrays(pieces, source_ctx, contexts, frozen=False):
     """{ctx: {parameter name: NDArray}}: copies of the network's weights of the path, cut to the
     path's widths with slice_axis (never views: oneDNN keeps weights in blocked layouts). Always
     copies: a oneDNN inference pass re-lays out the weight arrays it is given, and a training
     network whose arrays were re-laid out no longer trains bit-for-bit as one loaded from a
-    checkpoint (exact resume)."""
-    source_ctx = net.collect_params().list_ctx()[0]
+    checkpoint (exact resume). With `frozen`, a piece's weight copies are made once and shared by
+    every path that contains it (the BatchNorm statistics are always this path's own copies)."""
     arrays = {ctx: {} for ctx in contexts}
     for piece in pieces:
+        statistics = {name for _, mean, var, _ in piece.bns for name in (mean, var)}
         for name, param, shape in piece.params:
+            kept = frozen and name not in statistics and piece.kept.get((name, tuple(contexts)))
+            if kept:
+                for ctx in contexts:
+                    arrays[ctx][name] = kept[ctx]
+                continue
             data, copied = param.data(source_ctx), False
             for axis, size in enumerate(shape):
                 if data.shape[axis] != size:
                     data, copied = mx.nd.slice_axis(data, axis=axis, begin=0, end=size), True
             for ctx in contexts:     # slice_axis already copied: on its own context, no second copy
                 arrays[ctx][name] = data if copied and ctx == source_ctx else data.copyto(ctx)
+            if frozen and name not in statistics:
+                piece.kept[(name, tuple(contexts))] = {ctx: arrays[ctx][name] for ctx in contexts}
     return arrays
 
 

@@ -22,7 +22,7 @@ class CandidateEvaluator:
     def __init__(self, supernet, data, contexts, batch_size=128):
         self.supernet, self.data, self.contexts = supernet, data, list(contexts)
         self.batch_size = batch_size
-        self.pieces = PathPieces(supernet)
+        self.pieces = PathPieces(supernet, frozen=True)      # (the supernet does not train while searched)
 
     def evaluate(self, arch, also=None):
         """{accuracy, correct, images, extract_seconds, recal_seconds, eval_seconds} of `arch`;
