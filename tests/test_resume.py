@@ -4,6 +4,8 @@ The data order is deterministic: each epoch opens a fresh ImageRecordIter seeded
 (at a fixed number of decode threads); paths come from a numpy Generator whose state is in the
 checkpoint, MXNet's RNG (dropout) is reseeded per epoch, and the optimizer states are saved.
 """
+import dataclasses
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -168,3 +170,19 @@ def test_a_loss_that_is_not_finite_stops_the_run_and_keeps_the_last_good_checkpo
             save_dir=run.path, resume=True, progress=False)
     assert [r["epoch"] for r in run.read()] == [0]
     assert json.loads((run.path / "checkpoint" / "state.json").read_text())["epoch"] == 0
+
+
+@pytest.mark.parametrize("kind", ["supernet", "supernet-learned"])
+def test_validating_less_often_changes_nothing_else(kind, small):
+    """--val-every (and its auto schedule) only decides when a validation runs: the weights and the
+    last epoch's validation are those of a run that validates every epoch."""
+    sync = Workers("device")
+    every, rarely = make_task(kind, small), make_task(kind, small)
+    history_every = fit(every, small, SETTINGS, [mx.cpu()], sync, progress=False)
+    history_rarely = fit(rarely, small, dataclasses.replace(SETTINGS, val_every=2), [mx.cpu()], sync, progress=False)
+    assert "val_paths" in history_every[0] and "val_paths" not in history_rarely[0]
+    a, b = params_of(every.net), params_of(rarely.net)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert history_every[-1]["val_paths"] == history_rarely[-1]["val_paths"]
+    assert history_every[-1]["val_top1_mean"] == history_rarely[-1]["val_top1_mean"]

@@ -223,6 +223,31 @@ def test_val_every_validates_on_its_epochs_and_always_on_the_last(tiny_arch, sma
     assert (save / "curves.png").is_file()
 
 
+def test_auto_validation_spends_at_most_a_quarter_and_always_validates_the_first_and_last(tiny_arch, small,
+                                                                                          tmp_path, capsys):
+    from oneshot_nas.runs.workers import Workers
+    from oneshot_nas.train.loop import ValidationSchedule
+
+    def epochs_validated(every, train_s, val_s, last=10):
+        schedule, done = ValidationSchedule(every, last, Workers("device")), []
+        for epoch in range(last):
+            if schedule.due(epoch, train_s):
+                schedule.validated(val_s)
+                done.append(epoch)
+        return done
+    assert epochs_validated(3, 1.0, 2.0) == [2, 5, 8, 9]
+    assert epochs_validated("auto", 1.0, 2.0) == [0, 6, 9]      # 6 s of training per 2 s of validation
+    assert epochs_validated("auto", 1.0, 0.2) == list(range(10))   # cheap: every epoch
+    history = train_subnet.main([str(tiny_arch), "--num-epochs", "3", "--batch-size", "64",
+                                 "--save-dir", str(tmp_path / "auto"), "--no-progress"] + rec_flags(small))
+    validated = [r["epoch"] for r in history if "val_top1" in r]
+    assert validated[0] == 0 and validated[-1] == 2
+    for bad in ("0", "-2", "often"):
+        fails(train_subnet.main, [str(tiny_arch), "--val-every", bad, "--save-dir", str(tmp_path / "bad")], capsys,
+              f"'{bad}': give a number of epochs >= 1, or auto")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_gluoncv_and_oneshot_plus_spellings_mean_ours_or_say_what_to_type(capsys):
     from oneshot_nas.cli.flags import settings_from
     args = train_supernet.build_parser().parse_args(["--lr-mode", "step", "--lr-decay-period", "10",

@@ -42,6 +42,19 @@ def finite(text):
     return value
 
 
+def val_every(text):
+    """argparse type of --val-every: 'auto' or a whole number of epochs >= 1."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of epochs >= 1, or auto")
+    return value
+
+
 def _flag(name):
     return name.replace("_", "-")
 
@@ -211,8 +224,9 @@ def add_training_flags(parser, epochs, batch_size, lr, save_dir, sessions=True):
         rec.add_argument("--stop-after-epoch", type=int, default=None,
                          help="end this session after that epoch (continue later with --resume)")
     rec.add_argument("--val-images", type=int, default=0, help="validate on this many images (0: all)")
-    rec.add_argument("--val-every", type=int, default=1, metavar="EPOCHS",
-                     help="validate every EPOCHS-th epoch (and always the last of a session)")
+    rec.add_argument("--val-every", type=val_every, default="auto", metavar="EPOCHS",
+                     help="validate every EPOCHS-th epoch (and always the last of a session); auto: as often "
+                          "as keeps validation within 25%% of the time (the first and the last epoch always)")
     if sessions:
         rec.add_argument("--dump-worker-params", metavar="DIR",
                          help="every worker also writes its final parameters to DIR/worker-RANK.params")

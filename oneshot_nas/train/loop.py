@@ -158,6 +158,36 @@ def train_epoch(task, trainer, batches, steps, contexts, workers, rng, lr_at, up
     return update, totals
 
 
+VALIDATION_SHARE = 0.25       # --val-every auto: validation at most this share of the time
+
+
+class ValidationSchedule:
+    """Which epochs validate: every `every`-th and the last of a session, or with every="auto" as
+    often as keeps validation within VALIDATION_SHARE of the time. "auto" validates the first
+    epoch of a session (which measures what a validation costs), then an epoch whenever the
+    training since the last validation took at least (1 - share) / share times as long as that
+    validation, and the last epoch always. Only how often changes: what a validation computes
+    does not depend on when it runs. Every worker takes the same decision (any worker's clock
+    that says "due" decides)."""
+
+    def __init__(self, every, last, workers):
+        self.every, self.last, self.workers = every, last, workers
+        self.trained = 0.0          # seconds of training since the last validation
+        self.cost = None            # seconds the last validation took
+
+    def due(self, epoch, train_seconds):
+        self.trained += train_seconds
+        if epoch == self.last - 1:
+            return True
+        if self.every != "auto":
+            return (epoch + 1) % self.every == 0
+        mine = self.cost is None or self.trained * VALIDATION_SHARE >= self.cost * (1 - VALIDATION_SHARE)
+        return bool(self.workers.sum([float(mine)])[0] > 0)
+
+    def validated(self, seconds):
+        self.trained, self.cost = 0.0, seconds
+
+
 def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, resume=False,
         stop_after=None, input_size=None, progress=None):
     """Train `task` for `settings.num_epochs` epochs; returns the per-epoch records.
@@ -198,6 +228,7 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
              workers.num_workers, settings.lr, settings.lr_mode)
     last = settings.num_epochs if stop_after is None else min(settings.num_epochs, stop_after + 1)
     show_bar = workers.is_chief and (sys.stderr.isatty() if progress is None else progress)
+    schedule = ValidationSchedule(settings.val_every, last, workers)
     for epoch in range(start_epoch, last):
         stage = task.start_epoch(epoch)
         mx.random.seed(epoch_seed(settings.seed, epoch, workers.rank))
@@ -213,8 +244,10 @@ def fit(task, dataset, settings, contexts, workers, run=None, save_dir=None, res
         workers.average_data(running_stats)
         task.end_epoch()
         tic = time.perf_counter()
-        due = (epoch + 1) % settings.val_every == 0 or epoch == last - 1
-        val = task.validate(epoch, val_batches, contexts, workers, settings.val_images, per_worker) if due else {}
+        val = {}
+        if schedule.due(epoch, seconds):
+            val = task.validate(epoch, val_batches, contexts, workers, settings.val_images, per_worker)
+            schedule.validated(time.perf_counter() - tic)
         record = {"epoch": epoch, "loss": loss_sum / images, "train_top1": hits / images, **val,
                   "lr": lr_at(update - 1), **stage, "images_per_sec": images / seconds,
                   "seconds": seconds, "val_seconds": time.perf_counter() - tic, "updates": update,

@@ -44,7 +44,8 @@ class Settings:
     # may change when a run is resumed (a longer schedule continues from where it is)
     threads: int = free(2)          # decode threads; the data order is deterministic for a fixed value
     val_images: int = free(0)       # 0: the whole validation set
-    val_every: int = free(1)        # validate every N-th epoch (and the last one of a session)
+    val_every: int = free(1)        # validate every N-th epoch (and the last one of a session), or
+    #                                 "auto": within VALIDATION_SHARE of the time (train/loop.py)
     log_interval: int = free(50)    # steps between log lines when no progress bar shows; 0: none
     save_frequency: int = free(0)   # keep the model of every N-th epoch too; 0: only the checkpoint
 
@@ -59,8 +60,9 @@ class Settings:
             raise UserError("the batch size and the number of epochs must be at least 1")
         if self.threads < 1:
             raise UserError(f"decode threads must be at least 1, got {self.threads}", settings="num_data_workers")
-        if self.val_every < 1:
-            raise UserError(f"validate every {self.val_every} epochs: give 1 or more", settings="val_every")
+        if self.val_every != "auto" and (isinstance(self.val_every, bool) or not isinstance(self.val_every, int)
+                                         or self.val_every < 1):
+            raise UserError(f"validate every {self.val_every} epochs: give 1 or more, or auto", settings="val_every")
         if self.log_interval < 0 or self.save_frequency < 0 or self.val_images < 0:
             raise UserError("the log interval, the save frequency and the validation images must be >= 0")
         for name in ("lr", "warmup_lr", "target_lr", "lr_decay", "momentum", "wd", "warmup_epochs"):
