@@ -8,12 +8,12 @@ from mxnet import autograd
 
 from oneshot_nas.nn.pathgraph import PathGraph
 from oneshot_nas.nn.quant import initial_range, quantize_act, quantize_weight
-from oneshot_nas.nn.subnet import SubNet, extract_subnet
+from oneshot_nas.nn.subnet import SubNet
 from oneshot_nas.nn.supernet import SuperNet
 from oneshot_nas.recipe import Precision
 from oneshot_nas.space import Architecture, get_space
 from tests.test_space import random_arch
-from tests.test_supernet import batch, train_steps
+from tests.test_supernet import batch, paths_equal_their_subnets, train_steps
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
@@ -103,13 +103,7 @@ def test_a_quantized_supernet_path_equals_its_extracted_subnet_and_its_path_grap
     archs = [random_arch(space, rng) for _ in range(5)] + [Architecture.largest(space)]
     train_steps(supernet, archs + [random_arch(space, rng) for _ in range(3)])
     x, _ = batch(space, 6, seed=3)
-    for arch in archs:
-        with autograd.train_mode():
-            expected = supernet(x, arch).asnumpy()
-        sub = extract_subnet(supernet, arch)
-        sub.hybridize(static_alloc=True)
-        with autograd.train_mode():
-            np.testing.assert_allclose(sub(x).asnumpy(), expected, rtol=1e-5, atol=1e-5)
+    for arch, sub in zip(archs, paths_equal_their_subnets(supernet, archs, x, rtol=1e-5)):
         graph, sub_graph = PathGraph(supernet, arch), PathGraph(sub)
         graph.calibrate([x]), sub_graph.calibrate([x])
         np.testing.assert_allclose(graph.predict(x).asnumpy(), sub_graph.predict(x).asnumpy(), rtol=1e-5, atol=1e-5)

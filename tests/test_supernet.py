@@ -98,6 +98,21 @@ def test_changing_a_choice_changes_the_output(supernet, rng):
     np.testing.assert_array_equal(supernet(x, arch).asnumpy(), base)   # and back again
 
 
+def paths_equal_their_subnets(supernet, archs, x, rtol=1e-4, atol=1e-5):
+    """Check that the supernet on each path computes what the path's extracted, hybridized subnet
+    computes (training mode: BatchNorm on batch statistics, as the supernet trains); the subnets."""
+    subs = []
+    for arch in archs:
+        with autograd.train_mode():
+            expected = supernet(x, arch).asnumpy()
+        sub = extract_subnet(supernet, arch)
+        sub.hybridize(static_alloc=True)
+        with autograd.train_mode():
+            np.testing.assert_allclose(sub(x).asnumpy(), expected, rtol=rtol, atol=atol)
+        subs.append(sub)
+    return subs
+
+
 def test_extracted_subnet_equals_the_supernet_path(rng):
     """After training on changing paths, the supernet on a path computes what the hybridized
     extracted subnet computes (in training mode: BatchNorm on batch statistics, as the supernet
@@ -114,13 +129,7 @@ def test_extracted_subnet_equals_the_supernet_path(rng):
         archs.append(Architecture.largest(space))
         train_steps(supernet, archs + [random_arch(space, rng) for _ in range(3)])
         x, _ = batch(space, 6, seed=3)
-        for arch in archs:
-            with autograd.train_mode():
-                expected = supernet(x, arch).asnumpy()
-            sub = extract_subnet(supernet, arch)
-            sub.hybridize(static_alloc=True)
-            with autograd.train_mode():
-                np.testing.assert_allclose(sub(x).asnumpy(), expected, rtol=1e-4, atol=1e-5)
+        for arch, sub in zip(archs, paths_equal_their_subnets(supernet, archs, x)):
             # the subnet is a plain network of the right widths
             assert [b.mid for b in sub.features] == list(arch.mids)
 
