@@ -178,4 +178,5 @@ def test_single_path_nas_searches_se_and_its_winner_is_an_ordinary_architecture(
     found = load_architecture(result["history"][0]["arch"])
     assert found.space.name == "tiny4-se" and len(found.se) == 4
     epochs = [r for r in (tmp_path / "run").rglob("paths.jsonl")]
-    assert epochs and '"se_stat"' in epochs[0].read_text()
+    assert epochs and '"se_stat"' in epochs[0].read_text() and '"se": [' in epochs[0].read_text()
+    assert (epochs[0].parent / "curves.png").is_file()

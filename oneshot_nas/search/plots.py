@@ -119,7 +119,7 @@ def plot_coefficients(coefficients, path, title=""):
 def plot_singlepath(paths, metrics, path, title="", target=None, metric="latency_ms"):
     """The curves of one Single-Path NAS search from its records (paths.jsonl: decisions per epoch;
     metrics.jsonl: loss and validation): cross-entropy and runtime model, the kernel size and channel
-    id of every position, and every decision's margin (log-RMS statistic minus log-threshold: > 0
+    id of every position (and where SE is on, in a space that searches it), and every decision's margin (log-RMS statistic minus log-threshold: > 0
     means used) over the epochs."""
     import matplotlib
     matplotlib.use("Agg")
@@ -154,10 +154,16 @@ def plot_singlepath(paths, metrics, path, title="", target=None, metric="latency
         fig.colorbar(image, ax=ax, label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel("position")
+        ax.set_yticks(range(grid.shape[0]) if grid.shape[0] <= 20 else ax.get_yticks())
         ax.set_title(f"{label} of each position")
+    if "se" in paths[0]:         # a space that searches SE: a dot where a position uses its SE
+        on = [(r["epoch"], p) for r in paths for p, v in enumerate(r["se"]) if v]
+        if on:
+            axes[1][0].scatter(*zip(*on), s=14, color="w", edgecolors="k", lw=0.5, label="SE on")
+            axes[1][0].legend(loc="upper right", fontsize=7)
     ax = axes[1][1]
     for p in range(len(paths[0]["thresholds"])):
-        for kind, style in (("kernel", "-"), ("width", ":")):
+        for kind, style in (("kernel", "-"), ("width", ":"), ("se", "--")):
             if kind not in paths[0]["thresholds"][p]:
                 continue
             margins = np.array([np.subtract(r["thresholds"][p][f"{kind}_stat"], r["thresholds"][p][kind])
@@ -168,7 +174,7 @@ def plot_singlepath(paths, metrics, path, title="", target=None, metric="latency
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel("epoch")
     ax.set_ylabel("log RMS - log threshold (> 0: used)")
-    ax.set_title("decision margins (solid: kernel shells, dotted: channel groups)")
+    ax.set_title("margins (solid: kernel shells, dotted: channel groups, dashed: SE)", fontsize=10)
     if len(paths[0]["thresholds"]) <= 8:
         ax.legend(fontsize=7, ncol=2)
     fig.suptitle(title)
