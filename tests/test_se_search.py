@@ -170,6 +170,24 @@ def test_se_thresholds_learn_from_the_runtime_model_and_the_loss(rng):
     assert all(row["se_stat"][0] - row["se"][0] == pytest.approx(-np.log(0.5), abs=1e-4) for row in net.thresholds())
 
 
+def test_the_superkernel_trains_each_se_weight_once_and_round_trips_through_a_file(tmp_path, rng):
+    """The SE decision reads the SE's weights through a second registration of them: the trainer
+    still sees each parameter once, and a saved network loads back to the same outputs."""
+    from oneshot_nas.runs.modelfile import load_model, save_model
+    from oneshot_nas.train.settings import ordered_params
+    net = superkernel(SPACE)
+    net.init_thresholds(0.5)
+    params = ordered_params(net)
+    assert len(params) == len({id(p) for p in params}) == len(list(net.collect_params().values()))
+    decide_se(net, [1, 0, 1, 0])
+    x = mx.nd.random.normal(shape=(2, 3, 32, 32))
+    path = save_model(net, tmp_path / "sk.params", {"note": "test"})
+    loaded, _ = load_model(path)
+    with autograd.train_mode():
+        np.testing.assert_array_equal(loaded(x).asnumpy(), net(x).asnumpy())
+    assert loaded.architecture() == net.architecture()
+
+
 def test_single_path_nas_searches_se_and_its_winner_is_an_ordinary_architecture(small, tmp_path):
     argv = rec_flags(small) + ["--space", "tiny4-se", "--target-macs", "0.3M", "--lambda", "0.5", "--num-epochs", "2",
                                "--search-warmup", "1", "--batch-size", "32", "--no-progress",

@@ -86,9 +86,15 @@ def initialize(net, contexts, init="msra", seed=0):
 
 
 def ordered_params(net):
-    """Every parameter of `net` in a fixed order (by structural name, the same on every worker)."""
-    named = net._collect_params_with_prefix()
-    return [named[name] for name in sorted(named)]
+    """Every parameter of `net` once, in a fixed order (by structural name, the same on every
+    worker). A parameter a block also registers under a second name (the superkernel's SE weights,
+    which its SE decision reads) is listed once, under its first name."""
+    named, seen, out = net._collect_params_with_prefix(), set(), []
+    for name in sorted(named):
+        if id(named[name]) not in seen:
+            seen.add(id(named[name]))
+            out.append(named[name])
+    return out
 
 
 def make_trainer(params, settings):
