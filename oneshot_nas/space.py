@@ -189,6 +189,15 @@ class SearchSpace:
                 size, c_in, index, in_act = conv_out_size(size, stride), c_out, index + 1, act
         return tuple(out)
 
+    def position(self, index, se=None):
+        """Position `index`, in a space that searches SE with SE gene `se` (an id: 0 off, 1 on)
+        applied; as the space has it when `se` is None."""
+        p = self.positions[index]
+        if se is None:
+            return p
+        on = self.gene_group("se").values[se]
+        return p if p.se == on else replace(p, se=on)
+
     def stage_act(self, stage):
         """Stage 1 uses ReLU; later stages use hard-swish when the space has SE."""
         return "hard_swish" if (self.se and stage > 0) else "relu"
@@ -463,20 +472,17 @@ class Architecture:
         return Architecture(self.space, **{**self.gene_ids(), **ids})
 
     @property
-    def se_flags(self):
-        """Whether each position has an SE module: its SE gene in a space that searches SE, else
-        where the space puts SE."""
-        if not self.se:
-            return tuple(p.se for p in self.space.positions)
-        return tuple(self.space.gene_group("se").values[i] for i in self.se)
-
-    @property
     def positions(self):
-        """The space's positions as this network has them (with SE or without: `se_flags`): what
-        every block of a network of this architecture is built from."""
+        """The space's positions as this network has them (with its SE genes applied, in a space
+        that searches SE): what every block of a network of this architecture is built from."""
         if not self.se:
             return self.space.positions
-        return tuple(p if p.se == on else replace(p, se=on) for p, on in zip(self.space.positions, self.se_flags))
+        return tuple(self.space.position(p, se) for p, se in enumerate(self.se))
+
+    @property
+    def se_flags(self):
+        """Whether each position has an SE module."""
+        return tuple(p.se for p in self.positions)
 
     @property
     def mids(self):

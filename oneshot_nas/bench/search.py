@@ -60,28 +60,51 @@ def standalone_seconds(arch, data, batch_size):
     return best
 
 
+def timed(evaluator, log):
+    """A score function that evaluates a candidate and appends (arch, seconds, result) to `log`."""
+    def score(arch):
+        start = time.perf_counter()
+        result = evaluator.evaluate(arch)
+        log.append((arch, time.perf_counter() - start, result))
+        return result
+    return score
+
+
+def case_row(name, data, batch_size, scored):
+    """The row of a case from its timed candidates ((arch, seconds, result) each), against their
+    forward passes in standalone SubNets (timed here)."""
+    n = len(scored)
+    total = sum(seconds for _, seconds, _ in scored)
+    alone = sum(standalone_seconds(arch, data, batch_size) for arch, _, _ in scored)
+    parts = {k: sum(r[k] for _, _, r in scored) for k in ("extract_seconds", "recal_seconds", "eval_seconds")}
+    return {"case": name, "calib": len(data.calibration), "split": len(data.split),
+            "per_min": 60 * n / total, "extract": parts["extract_seconds"] / n,
+            "recal": parts["recal_seconds"] / n, "eval": parts["eval_seconds"] / n,
+            "alone": alone / n, "ratio": total / alone,
+            "passes_ratio": (parts["recal_seconds"] + parts["eval_seconds"]) / alone}
+
+
 def run_case(name, supernet, data, batch_size, candidates, seed=0):
+    """Random candidates, every one timed (the first pays one-time costs and is left out)."""
     rng = np.random.default_rng(seed)
     sampler = UniformSampler(supernet.space)
     archs = [sampler(rng) for _ in range(candidates + 1)]
     evaluator = CandidateEvaluator(supernet, data, [mx.cpu()], batch_size)
     evaluator.evaluate(archs[0])                     # one-time costs (oneDNN kernels, first graph)
-    parts = {"extract_seconds": 0.0, "recal_seconds": 0.0, "eval_seconds": 0.0}
-    total = alone = 0.0
+    scored = []
+    score = timed(evaluator, scored)
     for arch in archs[1:]:
-        start = time.perf_counter()
-        result = evaluator.evaluate(arch)
-        total += time.perf_counter() - start
-        for k in parts:
-            parts[k] += result[k]
-        alone += standalone_seconds(arch, data, batch_size)
-    n = candidates
-    row = {"case": name, "calib": len(data.calibration), "split": len(data.split),
-           "per_min": 60 * n / total, "extract": parts["extract_seconds"] / n,
-           "recal": parts["recal_seconds"] / n, "eval": parts["eval_seconds"] / n,
-           "alone": alone / n, "ratio": total / alone,
-           "passes_ratio": (parts["recal_seconds"] + parts["eval_seconds"]) / alone}
-    return row
+        score(arch)
+    return case_row(name, data, batch_size, scored)
+
+
+def tiny_on_digits():
+    """(an untrained, hybridized tiny supernet, the search data of the embedded digits)."""
+    mx.random.seed(0)
+    net = SuperNet("tiny")
+    net.initialize(mx.init.MSRAPrelu())
+    net.hybridize()
+    return net, prepare_search_data(embedded_digits(), 32)
 
 
 def evolution_case(candidates, batch_size, population=16, seed=0):
@@ -91,41 +114,18 @@ def evolution_case(candidates, batch_size, population=16, seed=0):
     scores come from an untrained supernet, which changes what is chosen, not what a candidate
     costs). Only the children are timed, against their standalone passes."""
     from ..search.strategies import regularized_search
-    mx.random.seed(0)
-    net = SuperNet("tiny")
-    net.initialize(mx.init.MSRAPrelu())
-    net.hybridize()
-    data = prepare_search_data(embedded_digits(), 32)
-    space = net.space
-    evaluator = CandidateEvaluator(net, data, [mx.cpu()], batch_size)
-    timed = []
-
-    def score(genes):
-        arch = space.decode(genes)
-        start = time.perf_counter()
-        result = evaluator.evaluate(arch)
-        timed.append((arch, time.perf_counter() - start, result))
-        return result["accuracy"]
-    regularized_search(space.gene_choices(), np.random.default_rng(seed), score_fn=score,
+    net, data = tiny_on_digits()
+    scored = []
+    score = timed(CandidateEvaluator(net, data, [mx.cpu()], batch_size), scored)
+    regularized_search(net.space.gene_choices(), np.random.default_rng(seed),
+                       score_fn=lambda genes: score(net.space.decode(genes))["accuracy"],
                        population=population, generations=-(-candidates // population), sample_size=4,
                        max_candidates=candidates)
-    children = timed[population:]
-    total = sum(t for _, t, _ in children)
-    alone = sum(standalone_seconds(arch, data, batch_size) for arch, _, _ in children)
-    parts = {k: sum(r[k] for _, _, r in children) for k in ("extract_seconds", "recal_seconds", "eval_seconds")}
-    n = len(children)
-    return {"case": "digits/tiny@32 evolved", "calib": len(data.calibration),
-            "split": len(data.split), "per_min": 60 * n / total, "extract": parts["extract_seconds"] / n,
-            "recal": parts["recal_seconds"] / n, "eval": parts["eval_seconds"] / n, "alone": alone / n,
-            "ratio": total / alone, "passes_ratio": (parts["recal_seconds"] + parts["eval_seconds"]) / alone}
+    return case_row("digits/tiny@32 evolved", data, batch_size, scored[population:])
 
 
 def digits_case(candidates, batch_size):
-    mx.random.seed(0)
-    net = SuperNet("tiny")
-    net.initialize(mx.init.MSRAPrelu())
-    net.hybridize()
-    data = prepare_search_data(embedded_digits(), 32)
+    net, data = tiny_on_digits()
     return run_case("digits/tiny@32 random", net, data, batch_size, candidates)
 
 

@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import json
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -194,9 +194,7 @@ def block_ops(space, position, block_id, channel_id, wbits=0, abits=0, se=None):
     """Ops of one candidate at one position and width, in a quantized space at the bit-width ids
     `wbits`, `abits`, and in a space that searches SE with SE gene `se` (channel shuffle, split,
     concat are free)."""
-    p, choice = space.positions[position], space.block_choices[block_id]
-    if se is not None:
-        p = replace(p, se=space.gene_group("se").values[se])
+    p, choice = space.position(position, se), space.block_choices[block_id]
     name, hw = f"p{position}", (p.in_size, p.in_size)
     bits = bits_of(recipe.block_precision(space, wbits, abits), space)
     ops, _ = _chain(f"{name}.proj", recipe.projection_branch(choice, p), hw, bits)
@@ -230,16 +228,16 @@ def count_ops(arch):
     space, ops = arch.space, stem_ops(arch.space)
     ids = arch.gene_ids()
     for p in range(space.num_positions):
-        ops += block_ops(space, p, **_genes_at(ids, p))
+        ops += block_ops(space, p, **_arguments({name: v[p] for name, v in ids.items()}))
     return ops + head_ops(space)
 
 
 _ARGUMENTS = {"blocks": "block_id", "channels": "channel_id"}    # block_ops' names of gene groups
 
 
-def _genes_at(ids, p):
-    """block_ops' keyword arguments from {group: ids} (position p of each), or {group: id} (p None)."""
-    return {_ARGUMENTS.get(name, name): (v if p is None else v[p]) for name, v in ids.items()}
+def _arguments(genes):
+    """block_ops' keyword arguments from one position's genes, {group name: id}."""
+    return {_ARGUMENTS.get(name, name): i for name, i in genes.items()}
 
 
 # ----- the lookup table -------------------------------------------------------------------------
@@ -279,7 +277,7 @@ class LookupTable:
         space = get_space(space)
         cells = list(itertools.product(*(range(g.size) for g in space.gene_groups)))
         names = [g.name for g in space.gene_groups]
-        table = [[Counts.of(block_ops(space, p, **_genes_at(dict(zip(names, genes)), None))).as_tuple()
+        table = [[Counts.of(block_ops(space, p, **_arguments(dict(zip(names, genes))))).as_tuple()
                   for genes in cells]
                  for p in range(space.num_positions)]
         fixed = (Counts.of(stem_ops(space)) + Counts.of(head_ops(space))).as_tuple()

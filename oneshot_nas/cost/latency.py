@@ -151,12 +151,12 @@ class LatencyTable:
         return self.stem_ms + self.head_ms + float(
             self.blocks_ms[(self._rows,) + tuple(list(getattr(arch, g.name)) for g in self.groups)].sum())
 
-    def predict_many(self, blocks, channels, se=None):
-        """Predicted ms of many architectures: `blocks`, `channels` (and in a space that searches
-        SE, `se`) are (N, positions) id arrays."""
-        ids = (blocks, channels) + ((se,) if len(self.groups) > 2 else ())
-        if len(self.groups) > 2 and se is None:
-            raise ValueError(f"space {self.space.name!r} searches SE: give its SE ids too")
+    def predict_many(self, *ids):
+        """Predicted ms of many architectures: one (N, positions) id array per axis of the table
+        (blocks, channels, and SE in a space that searches it)."""
+        if len(ids) != len(self.groups):
+            raise ValueError(f"a latency table of space {self.space.name!r} needs ids of "
+                             f"{', '.join(g.name for g in self.groups)}")
         return self.stem_ms + self.head_ms + self.blocks_ms[
             (self._rows,) + tuple(np.asarray(i) for i in ids)].sum(axis=1)
 

@@ -26,8 +26,8 @@ fitted to them (`calibrate_table`): by default measured = offset + scale x sum o
 squares), which also absorbs whatever the per-call overhead left over, since every network of a
 space has the same number of parts; `fit="scale"` keeps the earlier median ratio.
 """
-import dataclasses
 import gc
+import itertools
 import logging
 import statistics
 import time
@@ -155,16 +155,13 @@ def measure_table(space, ctx=None, batch_size=1, protocol=None, progress=False, 
         groups.setdefault(signature(p), []).append(p.index)
     items = [_built(_Identity(), (n, 3, size, size), ctx), _built(Stem(space), (n, 3, size, size), ctx),
              _built(Head(space), (n, space.stage_channels[-1], space.final_size, space.final_size), ctx)]
-    where, se_values = [], space.gene_group("se").values if space.se_search else (None,)
+    where, cells = [], list(itertools.product(*(range(g.size) for g in timed_groups(space))))
     for indices in groups.values():
-        for b, choice in enumerate(space.block_choices):
-            for c in range(space.num_scales):
-                for k, se in enumerate(se_values):      # (with and without SE, if it is searched)
-                    p = space.positions[indices[0]]
-                    p = p if se is None else dataclasses.replace(p, se=se)
-                    items.append(_built(ChoiceBlock(choice, p, space.mid(p.index, c)),
-                                        (n, p.c_in, p.in_size, p.in_size), ctx))
-                    where.append((indices, b, c) + (() if se is None else (k,)))
+        for b, c, *se in cells:         # (b, c, SE id) where SE is searched: timed without and with it
+            p = space.position(indices[0], *se)
+            items.append(_built(ChoiceBlock(space.block_choices[b], p, space.mid(p.index, c)),
+                                (n, p.c_in, p.in_size, p.in_size), ctx))
+            where.append((indices, b, c, *se))
     bar = _progress(len(items) * protocol.rounds, progress, f"latency {space.name}")
     overhead, stem, head, *parts = time_items(items, protocol, bar)
     if bar:

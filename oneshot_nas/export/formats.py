@@ -275,7 +275,7 @@ def check_quantized(net, targets, merge_bn):
     from ..nn.subnet import SubNet
     from ..space import Architecture
     space = arch.space.derive(f"{arch.space.name}-float", bit_widths=(), edge_bits=8)
-    twin = SubNet(Architecture(space, **{k: v for k, v in arch.gene_ids().items() if k not in ("wbits", "abits")}))
+    twin = SubNet(Architecture(space, **{g.name: getattr(arch, g.name) for g in space.gene_groups}))
     twin.initialize(mx.init.Zero(), ctx=net.collect_params().list_ctx())
     weights = net._collect_params_with_prefix()
     for name, p in twin._collect_params_with_prefix().items():

@@ -142,12 +142,18 @@ def decide(F, weight, kernel_thresholds, width_thresholds, kernels, mids, temper
     return tuple(coefficients)
 
 
-def decide_se(F, reduce_weight, expand_weight, threshold, temperature, sizes):
-    """The SE coefficient of one position: a (1,)-indicator of log-RMS of its weights over
-    `threshold` (`sizes`: the two weights' element counts)."""
-    squares = _sum_squares(F, F.BlockGrad(reduce_weight)) + _sum_squares(F, F.BlockGrad(expand_weight))
-    log_rms = 0.5 * F.log(squares / sum(sizes) + EPS)
-    return indicator(F, log_rms, threshold, temperature)
+def se_mean_square(sums, size):
+    """The mean square of an SE module's two 1x1 convolution weights from their sums of squares
+    (arrays, or floats) and their `size` elements in all: what its decision compares with its
+    threshold, in log-RMS."""
+    return (sums[0] + sums[1]) / size
+
+
+def decide_se(F, reduce_weight, expand_weight, threshold, temperature, size):
+    """The SE coefficient of one position: a (1,)-indicator of the log-RMS of its weights over
+    `threshold`."""
+    sums = [_sum_squares(F, F.BlockGrad(w)) for w in (reduce_weight, expand_weight)]
+    return indicator(F, 0.5 * F.log(se_mean_square(sums, size) + EPS), threshold, temperature)
 
 
 def masked_kernel(F, weight, kernel_coef, kernels):
@@ -258,6 +264,7 @@ class SuperkernelBlock(HybridBlock):
             # scope, so they stay the SE's parameters), hybrid_forward receives them
             self.se_reduce_weight = self.se.reduce.conv.weight
             self.se_expand_weight = self.se.expand.conv.weight
+            self.se_size = sum(math.prod(p.shape) for p in self.se_params()[1:])
             self.temperature = temperature
 
     def se_params(self):
@@ -266,8 +273,7 @@ class SuperkernelBlock(HybridBlock):
 
     def se_coefficient(self, F, se_thresholds, se_reduce_weight, se_expand_weight):
         """The (1,)-indicator of this position's SE (decide_se)."""
-        sizes = [math.prod(p.shape) for p in (self.se.reduce.conv.weight, self.se.expand.conv.weight)]
-        return decide_se(F, se_reduce_weight, se_expand_weight, se_thresholds, self.temperature, sizes)
+        return decide_se(F, se_reduce_weight, se_expand_weight, se_thresholds, self.temperature, self.se_size)
 
     def hybrid_forward(self, F, x, se_thresholds=None, se_reduce_weight=None, se_expand_weight=None):
         if self.position.stride == 1:
@@ -388,8 +394,8 @@ def _se_mean_square(block):
     """[the mean square of the SE weights] of a block that searches SE, else []."""
     if not block.searches_se:
         return []
-    weights = [p.data(p.list_ctx()[0]) for p in block.se_params()[1:]]
-    return [sum(float(mx.nd.sum(mx.nd.square(w)).asscalar()) for w in weights) / sum(w.size for w in weights)]
+    sums = [float(_sum_squares(mx.nd, p.data(p.list_ctx()[0])).asscalar()) for p in block.se_params()[1:]]
+    return [se_mean_square(sums, block.se_size)]
 
 
 def _mean_squares(dw):
